@@ -1,0 +1,1 @@
+"""Command-line entry points: ``vidfix <command>``. Each module is thin: parse, build a config, call the library."""

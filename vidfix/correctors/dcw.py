@@ -1,0 +1,177 @@
+"""DCW: differential correction in the wavelet domain (Yu et al., CVPR 2026, arXiv 2604.16044).
+
+After each solver step the paper corrects (Eq. 17)
+
+    x_prev <- x_prev + lam_t * (x_prev - x0_hat)
+
+band by band (Eqs. 18-19: DWT both terms, a coefficient per band, inverse DWT), with ``lam`` following a
+schedule over the normalised noise level ``s`` (Eqs. 20-21: low band ``lam_l * s``, detail ``lam_h * (1 - s)``).
+
+vidfix applies the same correction *inside* the step, on the data prediction the solver consumes, so
+multistep solvers (UniPC, DPM++) keep it in their history instead of erasing it. With the first-order step
+``x_next = c0 x0 + c1 x`` (``c1 = beta_next / beta``, ``c0 = alpha_next - c1 alpha``), per band
+
+    x0' = x0 + (lam / c0) * (x_next - x0)
+
+gives exactly Eq. 17's ``x_prev`` on a DDIM / flow-matching Euler step (for flow: ``c0 = 1 - r``, ``r = s_next/s``,
+so ``x0' = x0 + lam r / (1 - r) (x - x0)``). Coefficients may be negative: the sign depends on the model and
+is measured (:mod:`vidfix.calibration`), never assumed.
+
+Latents are ``(B, C, F, H, W)`` (3d over F, H, W or 2d per frame) or ``(B, C, H, W)`` frames (always 2d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vidfix._checks import check_finite, check_latents, check_same_shape
+from vidfix.bands import GROUPS, Backend, Dims, Group, PadMode, band_filter
+from vidfix.protocols import Scalar, StepInfo
+from vidfix.schedules import Schedule, as_schedule
+
+__all__ = ["DCW"]
+
+
+def _is_zero(v: Scalar) -> bool:
+    return (not isinstance(v, Tensor) and v == 0.0) or (isinstance(v, Tensor) and v.numel() == 1 and float(v) == 0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DCW:
+    """Wavelet-band SNR-t correction with a coefficient and a schedule per band group.
+
+    Attributes:
+        low, spatial, temporal: coefficient of each band group (``temporal`` is used by 3d only).
+        low_schedule, spatial_schedule, temporal_schedule: schedule name or :class:`Schedule` per group
+            (paper: ``sigma`` for low, ``inverse_sigma`` for detail).
+        dims: ``"3d"`` (F, H, W) or ``"2d"`` per frame (the paper's form).
+        level, wavelet, backend, mode: the band transform (see :func:`vidfix.bands.dwt`).
+        strength: global multiplier; 0 turns the corrector into the identity.
+        check_finite: raise on NaN / inf instead of passing them on.
+
+    Example:
+        >>> dcw = DCW(low=0.005, dims="2d")                           # the released EDM setting
+        >>> dcw3 = DCW(low=0.02, spatial=0.01, temporal=-0.01)        # 3d, signed per group
+    """
+
+    low: float = 0.0
+    spatial: float = 0.0
+    temporal: float = 0.0
+    low_schedule: str | Schedule = "sigma"
+    spatial_schedule: str | Schedule = "inverse_sigma"
+    temporal_schedule: str | Schedule = "inverse_sigma"
+    dims: Dims = "3d"
+    level: int = 1
+    wavelet: str = "haar"
+    backend: Backend = "auto"
+    mode: PadMode = "symmetric"
+    strength: float = 1.0
+    check_finite: bool = True
+    _schedules: dict[Group, Schedule] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        schedules = {
+            "low": as_schedule(self.low_schedule),
+            "spatial": as_schedule(self.spatial_schedule),
+            "temporal": as_schedule(self.temporal_schedule),
+        }
+        object.__setattr__(self, "_schedules", schedules)
+        # Validate the transform options once, on a tiny tensor, so bad names fail at construction.
+        band_filter(torch.zeros(1, 1, 2, 2, 2), {}, dims=self.dims, level=1, wavelet=self.wavelet, backend=self.backend, mode=self.mode)
+
+    # -- coefficients ------------------------------------------------------------------------------------
+
+    def lambdas(self, s: Scalar) -> dict[Group, Scalar]:
+        """Coefficient of each group at normalised noise level ``s`` (Eq. 20-21), strength included."""
+        coef = {"low": self.low, "spatial": self.spatial, "temporal": self.temporal}
+        out: dict[Group, Scalar] = {}
+        for g in GROUPS:
+            c = self.strength * coef[g]
+            out[g] = 0.0 if c == 0.0 else self._schedules[g](s) * c
+        return out
+
+    def _dims_for(self, x: Tensor) -> Dims:
+        return "2d" if x.dim() == 4 else self.dims
+
+    def _filter(self, gains: dict[Group, Scalar], x: Tensor, terms: list[tuple[Any, Tensor]]) -> Tensor:
+        dims = self._dims_for(x)
+        scalar_terms = all(not isinstance(a, Tensor) for a, _ in terms)
+        if not scalar_terms:  # per-element step coefficients: build the difference first
+            diff = sum((t * a for a, t in terms), torch.zeros_like(x))
+            terms = [(1.0, diff)]
+        return band_filter(x, gains, dims=dims, level=self.level, wavelet=self.wavelet, backend=self.backend, mode=self.mode, terms=terms)
+
+    # -- the corrector -----------------------------------------------------------------------------------
+
+    def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
+        """Corrected data prediction ``x0'`` whose first-order step equals Eq. 17 applied to its result."""
+        check_latents(x0, "x0")
+        check_same_shape(x, x0)
+        lam = self.lambdas(step.s)
+        if all(_is_zero(v) for v in lam.values()):
+            return x0
+        c0, c1 = step.c0, step.c1
+        if isinstance(step.beta, Tensor) and step.beta.numel() > 1:
+            # Per-frame / per-token noise levels: tokens already clean (beta = 0) get no correction.
+            valid = step.beta > 0
+            safe_beta = torch.where(valid, step.beta, torch.ones_like(step.beta))
+            c1 = torch.where(valid, step.beta_next / safe_beta, torch.zeros_like(safe_beta))
+            c0 = torch.where(valid, step.alpha_next - c1 * step.alpha, torch.ones_like(safe_beta))
+            lam = {g: v * valid for g, v in lam.items()}
+        elif float(step.beta) <= 0.0:
+            return x0
+        if not isinstance(c0, Tensor) and c0 <= 0.0:
+            raise ValueError(
+                f"DCW needs a step that lowers the noise (c0 = alpha_next - alpha * beta_next / beta > 0), got c0={c0:.4g} "
+                f"at s={step.s}; is the schedule increasing?"
+            )
+        gains = {g: v / c0 for g, v in lam.items()}
+        # x_next - x0 = (c0 - 1) x0 + c1 x, filtered band-wise without materialising it.
+        out = x0 + self._filter(gains, x0, [(c0 - 1.0, x0), (c1, x)])
+        if self.check_finite:
+            check_finite(out, "DCW-corrected x0 (are x or x0 finite?)")
+        return out
+
+    def after_step(self, x_prev: Tensor, x0: Tensor, step: StepInfo) -> Tensor:
+        """Eq. 17-19 as written: correct a finished step's ``x_prev`` with the step's ``x0_hat``.
+
+        Use it where only post-step latents can be edited (a pipeline callback); note that UniPC erases
+        such edits, which is why the tap corrects inside the step instead.
+        """
+        check_latents(x_prev, "x_prev")
+        check_same_shape(x_prev, x0, ("x_prev", "x0"))
+        lam = self.lambdas(step.s)
+        if all(_is_zero(v) for v in lam.values()):
+            return x_prev
+        out = x_prev + self._filter(lam, x_prev, [(1.0, x_prev), (-1.0, x0)])
+        if self.check_finite:
+            check_finite(out, "DCW-corrected sample (are x_prev or x0 finite?)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (schedules included) that :meth:`from_dict` reads back."""
+        return {
+            "type": "dcw",
+            "low": self.low,
+            "spatial": self.spatial,
+            "temporal": self.temporal,
+            "schedules": {g: s.to_dict() for g, s in self._schedules.items()},
+            "dims": self.dims,
+            "level": self.level,
+            "wavelet": self.wavelet,
+            "mode": self.mode,
+            "strength": self.strength,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> DCW:
+        sched = {g: Schedule.from_dict(v) for g, v in data.get("schedules", {}).items()}
+        kwargs: dict[str, Any] = {
+            k: data[k] for k in ("low", "spatial", "temporal", "dims", "level", "wavelet", "mode", "strength") if k in data
+        }
+        kwargs |= {f"{g}_schedule": s for g, s in sched.items()}
+        return cls(**(kwargs | overrides))
