@@ -52,11 +52,17 @@ def write_section(target: str, body: str, *, path: str | os.PathLike[str] = "BEN
     The section is delimited by HTML comments, so each benchmark owns its own block and reruns replace it.
     """
     out = Path(path)
-    text = out.read_text() if out.exists() else "# vidfix benchmarks\n\nEvery number below comes with the command that reproduces it.\n"
+    text = (
+        out.read_text()
+        if out.exists()
+        else "# vidfix benchmarks\n\nEvery number below comes with the command that reproduces it.\n"
+    )
     begin, end = f"<!-- bench:{target} -->", f"<!-- /bench:{target} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     out.write_text(text if text.endswith("\n") else text + "\n")
     return out
 
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in {"-h", "--help"}:
         parser.print_help()
         return 0
-    ns, rest = parser.parse_known_args(args[:1])
+    ns = parser.parse_args(args[:1])
     module = importlib.import_module(f"vidfix.scripts.bench_{ns.target}")
     return int(module.main(args[1:]) or 0)
 

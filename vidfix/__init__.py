@@ -12,6 +12,7 @@ from vidfix.correctors import DCW, EpsScaling, Identity
 from vidfix.protocols import Corrector, Denoiser, StepInfo
 from vidfix.schedules import Schedule
 from vidfix.tap import SUPPORTED_SCHEDULERS, TapEvent, is_tapped, tap, untap
+from vidfix.tracker import ChunkStats, DriftTracker
 
 __version__ = "0.1.0"
 
@@ -20,8 +21,10 @@ __all__ = [
     "GROUPS",
     "SUPPORTED_SCHEDULERS",
     "Bands",
+    "ChunkStats",
     "Corrector",
     "Denoiser",
+    "DriftTracker",
     "EpsScaling",
     "Identity",
     "Schedule",

@@ -29,7 +29,9 @@ def check_latents(x: Any, name: str = "latents", *, ranks: tuple[int, ...] = (4,
     if x.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor (float32, float16, bfloat16, float64), got {x.dtype}")
+        raise TypeError(
+            f"{name} must be a floating tensor (float32, float16, bfloat16, float64), got {x.dtype}"
+        )
     return x
 
 
@@ -38,11 +40,15 @@ def check_finite(x: Tensor, name: str = "latents") -> Tensor:
     if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
-        raise FloatingPointError(f"{name} holds non-finite values ({n_nan} NaN, {n_inf} inf) in shape {tuple(x.shape)}")
+        raise FloatingPointError(
+            f"{name} holds non-finite values ({n_nan} NaN, {n_inf} inf) in shape {tuple(x.shape)}"
+        )
     return x
 
 
 def check_same_shape(a: Tensor, b: Tensor, names: tuple[str, str] = ("x", "x0")) -> None:
     """Raise ``ValueError`` if two tensors that must pair element-wise differ in shape."""
     if a.shape != b.shape:
-        raise ValueError(f"{names[0]} {tuple(a.shape)} and {names[1]} {tuple(b.shape)} must have the same shape")
+        raise ValueError(
+            f"{names[0]} {tuple(a.shape)} and {names[1]} {tuple(b.shape)} must have the same shape"
+        )

@@ -109,7 +109,8 @@ class Bands:
         _check_gain_names(gains)
         g_low = gains.get("low", 1.0)
         details = [
-            {k: v * gains.get(band_group(k, self.dims), 1.0) for k, v in level.items()} for level in self.details
+            {k: v * gains.get(band_group(k, self.dims), 1.0) for k, v in level.items()}
+            for level in self.details
         ]
         return replace(self, low=self.low * g_low, details=details)
 
@@ -159,7 +160,9 @@ def _haar_merge(a: Tensor, d: Tensor, ax: int, size: int) -> Tensor:
     return x.narrow(ax, 0, size)
 
 
-def _haar_dwt(x: Tensor, dims: Dims, level: int, mode: PadMode) -> tuple[Tensor, list[dict[str, Tensor]], list[tuple[int, ...]]]:
+def _haar_dwt(
+    x: Tensor, dims: Dims, level: int, mode: PadMode
+) -> tuple[Tensor, list[dict[str, Tensor]], list[tuple[int, ...]]]:
     axes = _axes(dims)
     low, details, sizes = x, [], []
     for _ in range(level):
@@ -194,7 +197,9 @@ def _haar_idwt(bands: Bands) -> Tensor:
 _PTWT_2D_KEYS = ("da", "ad", "dd")  # ptwt/pywt (horizontal, vertical, diagonal) = detail along (H | W | both)
 
 
-def _ptwt_dwt(x: Tensor, dims: Dims, level: int, wavelet: str, mode: PadMode) -> tuple[Tensor, list[dict[str, Tensor]]]:
+def _ptwt_dwt(
+    x: Tensor, dims: Dims, level: int, wavelet: str, mode: PadMode
+) -> tuple[Tensor, list[dict[str, Tensor]]]:
     import ptwt
 
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
@@ -223,7 +228,9 @@ def _ptwt_idwt(bands: Bands) -> Tensor:
 # Public transform.
 
 
-def _resolve(x: Tensor, dims: Dims, level: int, wavelet: str, backend: Backend, mode: PadMode) -> Literal["haar", "ptwt"]:
+def _resolve(
+    x: Tensor, dims: Dims, level: int, wavelet: str, backend: Backend, mode: PadMode
+) -> Literal["haar", "ptwt"]:
     check_choice("dims", dims, get_args(Dims))
     check_choice("backend", backend, get_args(Backend))
     check_choice("mode", mode, get_args(PadMode))
@@ -231,12 +238,16 @@ def _resolve(x: Tensor, dims: Dims, level: int, wavelet: str, backend: Backend, 
     if not isinstance(level, int) or isinstance(level, bool) or level < 1:
         raise ValueError(f"level must be an int >= 1, got {level!r}")
     if backend == "haar" and wavelet != "haar":
-        raise ValueError(f"backend='haar' only computes the Haar wavelet, got wavelet={wavelet!r}; use backend='ptwt'")
+        raise ValueError(
+            f"backend='haar' only computes the Haar wavelet, got wavelet={wavelet!r}; use backend='ptwt'"
+        )
     if backend == "ptwt" or wavelet != "haar":
         import pywt
 
         if wavelet not in pywt.wavelist(kind="discrete"):
-            raise ValueError(f"unknown wavelet {wavelet!r}; allowed: any of pywt.wavelist(kind='discrete'), e.g. 'haar', 'db2', 'sym4'")
+            raise ValueError(
+                f"unknown wavelet {wavelet!r}; allowed: any of pywt.wavelist(kind='discrete'), e.g. 'haar', 'db2', 'sym4'"
+            )
         return "ptwt"
     return "haar"
 
@@ -284,7 +295,13 @@ def _is_scalar(g: Gain) -> bool:
 
 
 def _haar_filter(
-    terms: Sequence[tuple[float, Tensor]], g_low: float, g_sp: float, g_t: float, dims: Dims, level: int, mode: PadMode
+    terms: Sequence[tuple[float, Tensor]],
+    g_low: float,
+    g_sp: float,
+    g_t: float,
+    dims: Dims,
+    level: int,
+    mode: PadMode,
 ) -> Tensor:
     """``W(sum_i a_i t_i)`` with W = IDWT(gain ⊙ DWT(.)), Haar, scalar group gains, without a full transform.
 
@@ -350,7 +367,15 @@ def _haar_filter(
     return out
 
 
-def _generic_filter(x: Tensor, gains: Mapping[str, Gain], dims: Dims, level: int, wavelet: str, backend: Backend, mode: PadMode) -> Tensor:
+def _generic_filter(
+    x: Tensor,
+    gains: Mapping[str, Gain],
+    dims: Dims,
+    level: int,
+    wavelet: str,
+    backend: Backend,
+    mode: PadMode,
+) -> Tensor:
     bands = dwt(x, dims=dims, level=level, wavelet=wavelet, backend=backend, mode=mode)
     full = {g: gains.get(g, 0.0) for g in GROUPS}
     return idwt(bands.scaled(full))
@@ -368,7 +393,15 @@ def group_components(
     """Split ``x`` into one tensor per band group; they sum back to ``x`` (``temporal`` only for 3d)."""
     groups = GROUPS if dims == "3d" else ("low", "spatial")
     return {
-        g: band_filter(x, {h: float(h == g) for h in GROUPS}, dims=dims, level=level, wavelet=wavelet, backend=backend, mode=mode)
+        g: band_filter(
+            x,
+            {h: float(h == g) for h in GROUPS},
+            dims=dims,
+            level=level,
+            wavelet=wavelet,
+            backend=backend,
+            mode=mode,
+        )
         for g in groups
     }
 
@@ -396,7 +429,9 @@ def band_filter(
     if terms is None:
         terms = [(1.0, x)]
     if not all(_is_scalar(g) for g in gains.values()):
-        comps = group_components(_combine(terms), dims=dims, level=level, wavelet=wavelet, backend=backend, mode=mode)
+        comps = group_components(
+            _combine(terms), dims=dims, level=level, wavelet=wavelet, backend=backend, mode=mode
+        )
         out = torch.zeros_like(x)
         for g, comp in comps.items():
             gain = gains.get(g, 0.0)

@@ -142,7 +142,9 @@ def _step_to_layout(step: StepInfo, layout: LatentLayout, x: Tensor) -> StepInfo
     return replace(step, **fields) if fields else step
 
 
-def _bind(method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+def _bind(
+    method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> inspect.BoundArguments:
     bound = inspect.signature(method).bind(*args, **kwargs)
     return bound
 
@@ -221,7 +223,14 @@ def _vp_step_info(self: Any, timestep: Any, prev_timestep: int) -> StepInfo:
     sigma, sigma_max = ((1 - a_t) / a_t) ** 0.5, ((1 - a_max) / a_max) ** 0.5
     index = int((self.timesteps == t).nonzero()[0]) if (self.timesteps == t).any() else -1
     return StepInfo(
-        a_t**0.5, (1 - a_t) ** 0.5, a_prev**0.5, (1 - a_prev) ** 0.5, min(sigma / sigma_max, 1.0), "vp", index, len(self.timesteps)
+        a_t**0.5,
+        (1 - a_t) ** 0.5,
+        a_prev**0.5,
+        (1 - a_prev) ** 0.5,
+        min(sigma / sigma_max, 1.0),
+        "vp",
+        index,
+        len(self.timesteps),
     )
 
 
@@ -300,7 +309,9 @@ class _CogDPMTap(_TapMixin):
 class _MultistepTap(_TapMixin):
     """UniPC and DPM-Solver: correct the converted output (x0, or eps for the noise-prediction variants)."""
 
-    def convert_model_output(self, model_output: Tensor, *args: Any, sample: Tensor | None = None, **kwargs: Any) -> Tensor:
+    def convert_model_output(
+        self, model_output: Tensor, *args: Any, sample: Tensor | None = None, **kwargs: Any
+    ) -> Tensor:
         converted = super().convert_model_output(model_output, *args, sample=sample, **kwargs)  # type: ignore[misc]
         x = sample if sample is not None else args[1]
         i = self.step_index  # type: ignore[attr-defined]
@@ -310,7 +321,10 @@ class _MultistepTap(_TapMixin):
         alpha_n, sigma_n = (_f(v) for v in self._sigma_to_alpha_sigma_t(sig_next))  # type: ignore[attr-defined]
         if sigma_t <= 0.0:
             return converted
-        flow = bool(getattr(self.config, "use_flow_sigmas", False)) or self.config.prediction_type == "flow_prediction"  # type: ignore[attr-defined]
+        flow = (
+            bool(getattr(self.config, "use_flow_sigmas", False))
+            or self.config.prediction_type == "flow_prediction"
+        )  # type: ignore[attr-defined]
         param: Parameterization = "flow" if flow else "vp"
         s = _f(sig) if flow else _f(sig) / _f(sigmas.max())
         step = StepInfo(alpha_t, sigma_t, alpha_n, sigma_n, min(s, 1.0), param, i, len(sigmas) - 1)
@@ -363,7 +377,13 @@ def original_class(scheduler: Any) -> type:
     return getattr(type(scheduler), "_vidfix_original", type(scheduler))
 
 
-def tap(scheduler: Any, corrector: Corrector, *, layout: Layout = "BCFHW", observer: Callable[[TapEvent], None] | None = None) -> Any:
+def tap(
+    scheduler: Any,
+    corrector: Corrector,
+    *,
+    layout: Layout = "BCFHW",
+    observer: Callable[[TapEvent], None] | None = None,
+) -> Any:
     """A copy of ``scheduler`` whose steps apply ``corrector`` where the solver consumes the data prediction.
 
     Args:
@@ -382,19 +402,27 @@ def tap(scheduler: Any, corrector: Corrector, *, layout: Layout = "BCFHW", obser
         ValueError: the prediction type is not supported for that class.
     """
     if not callable(corrector):
-        raise TypeError(f"corrector must be callable as corrector(x0, x, step), got {type(corrector).__name__}")
+        raise TypeError(
+            f"corrector must be callable as corrector(x0, x, step), got {type(corrector).__name__}"
+        )
     base_cls = original_class(scheduler)
     name = _supported_base(base_cls)
     if name is None:
-        raise TypeError(f"scheduler {base_cls.__name__} is not supported by the vidfix tap; supported: {_supported_text()}")
+        raise TypeError(
+            f"scheduler {base_cls.__name__} is not supported by the vidfix tap; supported: {_supported_text()}"
+        )
     pred = getattr(scheduler.config, "prediction_type", "flow_prediction")
     if name == "FlowMatchEulerDiscreteScheduler":
         pred = "flow_prediction"
     if pred not in SUPPORTED_SCHEDULERS[name]:
-        raise ValueError(f"{name} with prediction_type={pred!r} is not supported; supported: {_supported_text()}")
+        raise ValueError(
+            f"{name} with prediction_type={pred!r} is not supported; supported: {_supported_text()}"
+        )
     if name == "DPMSolverMultistepScheduler" and pred == "flow_prediction":
         if scheduler.config.algorithm_type not in ("dpmsolver++", "sde-dpmsolver++"):
-            raise ValueError("DPMSolverMultistepScheduler with flow_prediction needs algorithm_type 'dpmsolver++' or 'sde-dpmsolver++'")
+            raise ValueError(
+                "DPMSolverMultistepScheduler with flow_prediction needs algorithm_type 'dpmsolver++' or 'sde-dpmsolver++'"
+            )
     attrs = {
         "__module__": base_cls.__module__,
         "__qualname__": base_cls.__qualname__,

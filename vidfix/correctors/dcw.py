@@ -37,7 +37,9 @@ __all__ = ["DCW"]
 
 
 def _is_zero(v: Scalar) -> bool:
-    return (not isinstance(v, Tensor) and v == 0.0) or (isinstance(v, Tensor) and v.numel() == 1 and float(v) == 0.0)
+    return (not isinstance(v, Tensor) and v == 0.0) or (
+        isinstance(v, Tensor) and v.numel() == 1 and float(v) == 0.0
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +83,15 @@ class DCW:
         }
         object.__setattr__(self, "_schedules", schedules)
         # Validate the transform options once, on a tiny tensor, so bad names fail at construction.
-        band_filter(torch.zeros(1, 1, 2, 2, 2), {}, dims=self.dims, level=1, wavelet=self.wavelet, backend=self.backend, mode=self.mode)
+        band_filter(
+            torch.zeros(1, 1, 2, 2, 2),
+            {},
+            dims=self.dims,
+            level=1,
+            wavelet=self.wavelet,
+            backend=self.backend,
+            mode=self.mode,
+        )
 
     # -- coefficients ------------------------------------------------------------------------------------
 
@@ -103,7 +113,16 @@ class DCW:
         if not scalar_terms:  # per-element step coefficients: build the difference first
             diff = sum((t * a for a, t in terms), torch.zeros_like(x))
             terms = [(1.0, diff)]
-        return band_filter(x, gains, dims=dims, level=self.level, wavelet=self.wavelet, backend=self.backend, mode=self.mode, terms=terms)
+        return band_filter(
+            x,
+            gains,
+            dims=dims,
+            level=self.level,
+            wavelet=self.wavelet,
+            backend=self.backend,
+            mode=self.mode,
+            terms=terms,
+        )
 
     # -- the corrector -----------------------------------------------------------------------------------
 
@@ -171,7 +190,9 @@ class DCW:
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> DCW:
         sched = {g: Schedule.from_dict(v) for g, v in data.get("schedules", {}).items()}
         kwargs: dict[str, Any] = {
-            k: data[k] for k in ("low", "spatial", "temporal", "dims", "level", "wavelet", "mode", "strength") if k in data
+            k: data[k]
+            for k in ("low", "spatial", "temporal", "dims", "level", "wavelet", "mode", "strength")
+            if k in data
         }
         kwargs |= {f"{g}_schedule": s for g, s in sched.items()}
         return cls(**(kwargs | overrides))
