@@ -427,9 +427,10 @@ def tap(
         "__module__": base_cls.__module__,
         "__qualname__": base_cls.__qualname__,
         "__doc__": f"{base_cls.__name__} tapped by vidfix with {corrector!r}.\n\n{base_cls.__doc__ or ''}",
-        "_vidfix_corrector": corrector,
+        # staticmethod: plain functions stored on a class would otherwise bind to the scheduler.
+        "_vidfix_corrector": staticmethod(corrector),
         "_vidfix_layout": _as_layout(layout),
-        "_vidfix_observer": observer,
+        "_vidfix_observer": staticmethod(observer) if observer is not None else None,
         "_vidfix_original": base_cls,
     }
     tapped_cls = type(base_cls.__name__, (_FAMILIES[name], base_cls), attrs)
