@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 import torch
 from torch import Tensor
@@ -104,7 +104,7 @@ class Bands:
     def level(self) -> int:
         return len(self.details)
 
-    def scaled(self, gains: Mapping[str, Gain]) -> Bands:
+    def scaled(self, gains: Mapping[Any, Gain]) -> Bands:
         """Bands with each group multiplied by its gain (missing groups keep gain 1)."""
         _check_gain_names(gains)
         g_low = gains.get("low", 1.0)
@@ -115,7 +115,7 @@ class Bands:
         return replace(self, low=self.low * g_low, details=details)
 
 
-def _check_gain_names(gains: Mapping[str, Gain]) -> None:
+def _check_gain_names(gains: Mapping[Any, Gain]) -> None:
     for name in gains:
         check_choice("band group", name, GROUPS)
 
@@ -164,7 +164,9 @@ def _haar_dwt(
     x: Tensor, dims: Dims, level: int, mode: PadMode
 ) -> tuple[Tensor, list[dict[str, Tensor]], list[tuple[int, ...]]]:
     axes = _axes(dims)
-    low, details, sizes = x, [], []
+    low: Tensor = x
+    details: list[dict[str, Tensor]] = []
+    sizes: list[tuple[int, ...]] = []
     for _ in range(level):
         sizes.append(tuple(low.shape[ax] for ax in axes))
         parts = {"": low}
@@ -294,6 +296,49 @@ def _is_scalar(g: Gain) -> bool:
     return not isinstance(g, Tensor) or g.numel() == 1
 
 
+def _pair_sum(x: Tensor, ax: int, mode: PadMode) -> Tensor:
+    """Sum of neighbouring pairs along ``ax`` (an odd tail pairs with its ``mode`` padding)."""
+    ax = ax % x.dim()
+    n = x.shape[ax]
+    even = n - n % 2
+    pairs = x.narrow(ax, 0, even).unflatten(ax, (even // 2, 2))  # (..., n/2, 2, ...)
+    out = torch.add(pairs.select(ax + 1, 0), pairs.select(ax + 1, 1))
+    if n % 2:
+        last = x.narrow(ax, n - 1, 1)
+        if mode == "symmetric":
+            tail = last * 2
+        elif mode == "reflect":
+            if n < 2:
+                raise ValueError(f"mode='reflect' needs at least 2 samples along axis {ax}, got {n}")
+            tail = last + x.narrow(ax, n - 2, 1)
+        else:
+            tail = last.clone()
+        out = torch.cat([out, tail], dim=ax)
+    return out
+
+
+def _repeat2(x: Tensor, ax: int, n: int) -> Tensor:
+    """Each sample twice along ``ax``, cropped to ``n`` (the inverse of pairing, for broadcasting back)."""
+    return x.repeat_interleave(2, dim=ax).narrow(ax, 0, n)
+
+
+def _add_upsampled(base: Tensor, small: Tensor, ax: int) -> Tensor:
+    """``base + repeat2(small, ax)`` in one pass over ``base`` (broadcast over the pair axis, not copied)."""
+    ax = ax % base.dim()
+    n = base.shape[ax]
+    even = n - n % 2
+    out = torch.empty_like(base)
+    pairs_shape = (*base.shape[:ax], even // 2, 2, *base.shape[ax + 1 :])
+    torch.add(
+        base.narrow(ax, 0, even).reshape(pairs_shape),
+        small.narrow(ax, 0, even // 2).unsqueeze(ax + 1),
+        out=out.narrow(ax, 0, even).view(pairs_shape),
+    )
+    if n % 2:
+        torch.add(base.narrow(ax, n - 1, 1), small.narrow(ax, even // 2, 1), out=out.narrow(ax, n - 1, 1))
+    return out
+
+
 def _haar_filter(
     terms: Sequence[tuple[float, Tensor]],
     g_low: float,
@@ -302,74 +347,65 @@ def _haar_filter(
     dims: Dims,
     level: int,
     mode: PadMode,
+    base: Tensor | None = None,
 ) -> Tensor:
-    """``W(sum_i a_i t_i)`` with W = IDWT(gain ⊙ DWT(.)), Haar, scalar group gains, without a full transform.
+    """``base + W(sum_i a_i t_i)`` with W = IDWT(gain ⊙ DWT(.)), Haar, scalar group gains, no full transform.
 
     For Haar the band projections are local means: with ``A_t`` the pairwise mean over time and ``A`` the
-    mean over each 2x2x2 block (both broadcast back),
+    mean over each 2x2x2 block (2x2 in 2d), both broadcast back,
     ``W(d) = g_t d + (g_sp - g_t) A_t d + U[W'(c) - g_sp c]`` with ``c`` the block means (one level coarser)
-    and ``W'`` the same filter on ``c`` (``W'(c) = g_low c`` at the last level). Terms with a zero factor are
-    never computed, so the paper's low-band-only setting costs about two extra reads of the inputs.
+    and ``W'`` the same filter on ``c`` (``W'(c) = g_low c`` at the last level). Pair sums run over the time
+    and height axes first (cheap on contiguous memory), the coarse result is broadcast back along them, and
+    the full-resolution work is one pass per input plus one for the output; zero gains skip their terms.
     """
-    ref = terms[0][1]
-    axes = _axes(dims)
-    sizes = [ref.shape[ax] for ax in axes]
-    padded = [(a, _pad_even(t, axes, mode)) for a, t in terms]
-    shape = padded[0][1].shape
-    lead = shape[: ref.dim() - len(axes)]
-    # Block view: (..., F/2, 2, H/2, 2, W/2, 2) for 3d or (..., H/2, 2, W/2, 2) for 2d.
-    block = list(lead)
-    for ax in axes:
-        block += [shape[ax] // 2, 2]
-    views = [(a, t.reshape(block)) for a, t in padded]
-    n_lead = len(lead)
-    pair_dims = tuple(n_lead + 2 * i + 1 for i in range(len(axes)))  # the "2" dims
-    time_dim = pair_dims[0] if dims == "3d" else None
-
-    def lin_mean(dims_: tuple[int, ...]) -> Tensor:
-        out = None
-        for a, v in views:
-            m = v.mean(dim=dims_, keepdim=True) * a
-            out = m if out is None else out.add_(m)
-        assert out is not None
-        return out
-
-    # Coarse block means c and the recursive correction on them.
-    c = lin_mean(pair_dims)  # (..., F/2, 1, H/2, 1, W/2, 1)
+    st: Tensor | None = None
+    c: Tensor | None = None
+    if dims == "3d":
+        # Time-pair sums of d (half size), then height and width pairs (block sums, 1/8 size).
+        for a, t in terms:
+            ps = _pair_sum(t, -3, mode)
+            st = ps.mul_(a) if st is None else st.add_(ps, alpha=a)
+        assert st is not None
+        c = _pair_sum(_pair_sum(st, -2, mode), -1, mode).mul_(0.125)  # (..., F/2, H/2, W/2) block means
+    else:
+        for a, t in terms:
+            ps = _pair_sum(_pair_sum(t, -2, mode), -1, mode)
+            c = ps.mul_(0.25 * a) if c is None else c.add_(ps, alpha=0.25 * a)
+    assert c is not None
+    # Coarse correction: recursion on the block means, or the low gain at the last level.
     if level > 1:
-        c_flat = c.reshape([*lead, *(s // 2 for s in (shape[ax] for ax in axes))])
-        inner = _haar_filter([(1.0, c_flat)], g_low, g_sp, g_t, dims, level - 1, mode)
-        inner = inner.sub_(c_flat, alpha=g_sp) if g_sp != 0 else inner
-        coarse = inner.reshape(c.shape)
+        coarse = _haar_filter([(1.0, c)], g_low, g_sp, g_t, dims, level - 1, mode)
+        if g_sp != 0:
+            coarse = coarse.sub_(c, alpha=g_sp)
     else:
         coarse = c.mul_(g_low - g_sp)
-    # Half-resolution term (g_sp - g_t) A_t d, broadcast over time pairs (3d only).
-    if dims == "3d" and g_sp != g_t:
-        assert time_dim is not None
-        half = lin_mean((time_dim,)).mul_(g_sp - g_t)  # (..., F/2, 1, H/2, 2, W/2, 2)
-        half = half.add_(coarse)
-    else:
-        half = coarse
-    # Full resolution: g_t d (g_sp d in 2d) + broadcast of the coarser terms.
+    ref = terms[0][1]
+    h, w = ref.shape[-2], ref.shape[-1]
+    # Back to full height and width (half time resolution in 3d).
+    up = _repeat2(coarse, -1, w)
+    if dims == "3d":
+        up = _repeat2(up, -2, h)
+        if g_sp != g_t:
+            assert st is not None
+            up = up.add_(st, alpha=0.5 * (g_sp - g_t))  # (g_sp - g_t) A_t d, at half time resolution
+    # Full resolution: base + g_full d + broadcast of the coarser terms.
     g_full = g_t if dims == "3d" else g_sp
+    out = base
     if g_full != 0:
-        out = None
-        for a, v in views:
-            term = v * (a * g_full)
-            out = term if out is None else out.add_(term)
-        assert out is not None
-        out = out.add_(half)
-    else:
-        out = half.expand(block).clone(memory_format=torch.contiguous_format)
-    out = out.reshape(shape)
-    for ax, n in zip(axes, sizes):
-        out = out.narrow(ax, 0, n)
-    return out
+        for a, t in terms:
+            out = (
+                t * (a * g_full)
+                if out is None
+                else (torch.add(out, t, alpha=a * g_full) if out is base else out.add_(t, alpha=a * g_full))
+            )
+    if out is None:
+        out = torch.zeros_like(ref)
+    return _add_upsampled(out, up, -3 if dims == "3d" else -2)
 
 
 def _generic_filter(
     x: Tensor,
-    gains: Mapping[str, Gain],
+    gains: Mapping[Any, Gain],
     dims: Dims,
     level: int,
     wavelet: str,
@@ -408,7 +444,7 @@ def group_components(
 
 def band_filter(
     x: Tensor,
-    gains: Mapping[str, Gain],
+    gains: Mapping[Any, Gain],
     *,
     dims: Dims = "3d",
     level: int = 1,
@@ -416,13 +452,15 @@ def band_filter(
     backend: Backend = "auto",
     mode: PadMode = "symmetric",
     terms: Sequence[tuple[float, Tensor]] | None = None,
+    base: Tensor | None = None,
 ) -> Tensor:
     """``IDWT(gain ⊙ DWT(x))``: multiply each band group by its gain and transform back.
 
     Groups missing from ``gains`` get gain 0, so ``band_filter(x, {"low": 1})`` is the low-pass part of ``x``.
     A gain may be a tensor broadcastable to ``x`` (per-frame or per-token gains): then each group's
     component is weighted element-wise after the inverse transform. ``terms`` lets the fast path filter a
-    linear combination ``sum a_i t_i`` without materialising it (``x`` is then only the reference tensor).
+    linear combination ``sum a_i t_i`` without materialising it (``x`` is then only the reference tensor),
+    and ``base`` is added to the result in the same final pass (``base + W(x)``).
     """
     _check_gain_names(gains)
     used = _resolve(x, dims, level, wavelet, backend, mode)
@@ -432,17 +470,19 @@ def band_filter(
         comps = group_components(
             _combine(terms), dims=dims, level=level, wavelet=wavelet, backend=backend, mode=mode
         )
-        out = torch.zeros_like(x)
+        out = torch.zeros_like(x) if base is None else base.clone()
         for g, comp in comps.items():
             gain = gains.get(g, 0.0)
             out = out.add_(comp * gain) if _is_scalar(gain) else out.add_(comp.mul(gain))
         return out
-    g = {k: float(gains.get(k, 0.0)) for k in GROUPS}
+    scalar: dict[str, float] = {k: float(gains.get(k, 0.0)) for k in GROUPS}
     if dims == "2d":
-        g["temporal"] = g["spatial"]
+        scalar["temporal"] = scalar["spatial"]
     if used == "haar":
-        return _haar_filter(terms, g["low"], g["spatial"], g["temporal"], dims, level, mode)
-    return _generic_filter(_combine(terms), g, dims, level, wavelet, backend, mode)
+        low, sp, tm = scalar["low"], scalar["spatial"], scalar["temporal"]
+        return _haar_filter(terms, low, sp, tm, dims, level, mode, base)
+    out = _generic_filter(_combine(terms), scalar, dims, level, wavelet, backend, mode)
+    return out if base is None else out.add_(base)
 
 
 def _combine(terms: Sequence[tuple[float, Tensor]]) -> Tensor:

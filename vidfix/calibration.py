@@ -12,8 +12,9 @@ measures this per band group of ``eps_hat = (x - alpha x0_hat) / beta`` (latents
    ``delta = gap / sensitivity`` (the model-output norm barely moves at low noise, the sample does);
    steps where the sensitivity is below ``min_sensitivity`` cannot be measured this way and get no
    correction (``reliable`` says which);
-4. the Eq. 17 coefficient that brings the step's result back to its nominal noise level is
-   ``lam_i = 1 / (1 + delta_{i+1}) - 1`` per group: the sign is measured, never assumed.
+4. Eq. 17 adds ``lam * beta_next * eps_hat`` to the step's result, so the coefficient that removes the
+   excess is ``lam_i = -delta_{i+1} * sqrt(frac_g) / |eps_hat_g|_i`` per group (``sqrt(frac_g)`` is unit
+   noise's RMS in the group): the sign is measured, never assumed.
 
 Optionally (``chain=True``) the full reverse chain from pure noise is measured too (the paper's Fig. 1c,
 cumulative gap). Cost: about ``3 * num_steps`` model calls on the reference batch, ``4 * num_steps`` with
@@ -46,7 +47,15 @@ from vidfix.protocols import Denoiser, StepInfo
 from vidfix.schedules import Schedule
 from vidfix.tap import TapEvent, tap
 
-__all__ = ["CalibrationResult", "band_norms", "calibrate", "scale_input", "scheduler_step", "step_schedule"]
+__all__ = [
+    "CalibrationResult",
+    "band_norms",
+    "calibrate",
+    "init_noise_sigma",
+    "scale_input",
+    "scheduler_step",
+    "step_schedule",
+]
 
 _GROUPS_3D = ("low", "spatial", "temporal")
 
@@ -64,10 +73,28 @@ def band_norms(x: Tensor, *, dims: Dims = "3d", level: int = 1) -> dict[str, flo
     return {g: e**0.5 for g, e in energy.items()}
 
 
+def _group_fractions(shape: tuple[int, ...] | torch.Size, dims: Dims, level: int) -> dict[str, float]:
+    """Share of the wavelet coefficients in each group: the energy share of white noise."""
+    if dims == "3d" and shape[2] < 2:
+        dims = "2d"
+    bands = dwt(torch.zeros(1, 1, *shape[2:]), dims=dims, level=level)
+    counts = {"low": bands.low.numel(), "spatial": 0, "temporal": 0}
+    for lvl in bands.details:
+        for key, coef in lvl.items():
+            counts[band_group(key, dims)] += coef.numel()
+    total = sum(counts.values())
+    return {g: c / total for g, c in counts.items()}
+
+
 def scale_input(scheduler: Any, x: Tensor, t: Tensor) -> Tensor:
     """``scheduler.scale_model_input`` where the scheduler has one (flow-matching Euler has none)."""
     fn = getattr(type(scheduler), "scale_model_input", None)
     return fn(scheduler, x, t) if fn is not None else x
+
+
+def init_noise_sigma(scheduler: Any) -> float:
+    """Scale of the initial noise (1 where the scheduler does not define it, as for flow matching)."""
+    return float(getattr(scheduler, "init_noise_sigma", 1.0))
 
 
 def scheduler_step(
@@ -301,10 +328,18 @@ def calibrate(
         for g in groups
     }
     # Coefficient of step i corrects the sample it produces (step i + 1's input); the last step lands on x0.
-    # A noise excess delta is undone by scaling the step's noise by 1 / (1 + delta); delta is kept in
-    # [-0.5, 1] so one bad estimate cannot more than double or halve a step's noise.
+    # Eq. 17 adds lam * beta_next * eps_hat to the step's result; removing a noise excess delta (relative
+    # to unit noise, whose RMS in group g is sqrt(frac_g)) needs lam * |eps_hat_g| = -delta * sqrt(frac_g).
+    # delta is kept in [-0.5, 1] and lam in [-1, 1] so one bad estimate cannot wreck a step.
+    frac = _group_fractions(reference.shape, dims, level)
     lam = {
-        g: [1.0 / (1.0 + min(max(excess[g][i + 1], -0.5), 1.0)) - 1.0 for i in range(n - 1)] + [0.0]
+        g: [
+            max(-1.0, min(1.0, -min(max(excess[g][i + 1], -0.5), 1.0) * frac[g] ** 0.5 / fwd[g][i]))
+            if fwd[g][i] > 0
+            else 0.0
+            for i in range(n - 1)
+        ]
+        + [0.0]
         for g in groups
     }
 
@@ -314,7 +349,7 @@ def calibrate(
         seen: list[TapEvent] = []
         sched = tap(scheduler, Identity(), observer=seen.append)
         sched.set_timesteps(num_steps, device=device)
-        x = noise_like(reference) * float(sched.init_noise_sigma)
+        x = noise_like(reference) * init_noise_sigma(sched)
         chain_norm = {g: [] for g in groups}
         for i, t in enumerate(timesteps):
             out = model(scale_input(sched, x, t), i)

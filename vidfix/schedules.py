@@ -85,8 +85,8 @@ class Schedule:
         if len(xs) == 1:
             return torch.full_like(s, ys[0])
         idx = torch.searchsorted(kx, sc.contiguous(), right=True).clamp(1, len(xs) - 1)
-        x0, x1, y0, y1 = kx[idx - 1], kx[idx], ky[idx - 1], ky[idx]
-        return y0 + (y1 - y0) * (sc - x0) / (x1 - x0)
+        lo_x, hi_x, lo_y, hi_y = kx[idx - 1], kx[idx], ky[idx - 1], ky[idx]
+        return lo_y + (hi_y - lo_y) * (sc - lo_x) / (hi_x - lo_x)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}

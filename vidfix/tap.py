@@ -139,7 +139,7 @@ def _step_to_layout(step: StepInfo, layout: LatentLayout, x: Tensor) -> StepInfo
         v = getattr(step, name)
         if isinstance(v, Tensor) and v.numel() > 1:
             fields[name] = layout.to_bcfhw(v)
-    return replace(step, **fields) if fields else step
+    return replace(step, **fields) if fields else step  # type: ignore[arg-type]
 
 
 def _bind(
@@ -181,36 +181,40 @@ class _FlowEulerTap(_TapMixin):
     """FlowMatchEulerDiscreteScheduler: ``x_prev = x + (s_next - s) v``; per-token mode steps ``x + (s - s_next) out``."""
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
-        sup = super()
-        bound = _bind(sup.step, args, kwargs)  # type: ignore[misc]
+        sup: Any = super()
+        me: Any = self
+        bound = _bind(sup.step, args, kwargs)
         a = bound.arguments
         out, timestep, x = a["model_output"], a["timestep"], a["sample"]
-        if self.step_index is None:  # type: ignore[attr-defined]
-            self._init_step_index(timestep)  # type: ignore[attr-defined]
-        sigmas = self.sigmas  # type: ignore[attr-defined]
+        if me.step_index is None:
+            me._init_step_index(timestep)
+        sigmas = me.sigmas
         per_token = a.get("per_token_timesteps")
+        s: Any
+        s_next: Any
+        safe_s: Any
         if per_token is not None:
             # Same per-token sigmas as the scheduler; its update is x + (s - s_next) * out, i.e. v = -out.
-            s = per_token / self.config.num_train_timesteps  # type: ignore[attr-defined]
+            s = per_token / me.config.num_train_timesteps
             grid = sigmas.to(s.device)[:, None, None]
             s_next = ((grid < s[None] - 1e-6) * grid).max(dim=0).values
             s, s_next = s[..., None].to(out.dtype), s_next[..., None].to(out.dtype)  # (B, N, 1)
             sign = -1.0
             safe_s = torch.where(s > 0, s, torch.ones_like(s))
         else:
-            i = self.step_index  # type: ignore[attr-defined]
+            i = me.step_index
             s, s_next = _f(sigmas[i]), _f(sigmas[i + 1])
             sign, safe_s = 1.0, s
         if isinstance(s, float) and s <= 0.0:
-            return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]
+            return sup.step(*bound.args, **bound.kwargs)
         v = out * sign
         x0 = x.to(out.dtype) - v * s
-        step = StepInfo(1 - s, s, 1 - s_next, s_next, s, "flow", self.step_index, len(sigmas) - 1)  # type: ignore[attr-defined,arg-type]
+        step = StepInfo(1 - s, s, 1 - s_next, s_next, s, "flow", me.step_index, len(sigmas) - 1)
         delta = self._vidfix_delta(x0, x.to(out.dtype), step)
         if delta is not None:
             # v' = (x - x0') / s = v - delta / s
             a["model_output"] = out - (delta / safe_s) * sign
-        return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]
+        return sup.step(*bound.args, **bound.kwargs)
 
 
 def _vp_step_info(self: Any, timestep: Any, prev_timestep: int) -> StepInfo:
@@ -238,42 +242,44 @@ class _DDIMTap(_TapMixin):
     """DDIMScheduler and CogVideoXDDIMScheduler: x0 from the output, corrected, output rebuilt."""
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
-        sup = super()
-        bound = _bind(sup.step, args, kwargs)  # type: ignore[misc]
+        sup: Any = super()
+        me: Any = self
+        bound = _bind(sup.step, args, kwargs)
         a = bound.arguments
         out, timestep, x = a["model_output"], a["timestep"], a["sample"]
-        if self.num_inference_steps is None:  # type: ignore[attr-defined]
-            return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]  # let diffusers raise its error
-        prev = int(timestep) - self.config.num_train_timesteps // self.num_inference_steps  # type: ignore[attr-defined]
+        if me.num_inference_steps is None:
+            return sup.step(*bound.args, **bound.kwargs)  # let diffusers raise its error
+        prev = int(timestep) - me.config.num_train_timesteps // me.num_inference_steps
         step = _vp_step_info(self, timestep, prev)
-        pred = self.config.prediction_type  # type: ignore[attr-defined]
+        pred = me.config.prediction_type
         x0 = _x0_from(pred, out, x, step.alpha, step.beta)
         delta = self._vidfix_delta(x0, x, step)
         if delta is not None:
             a["model_output"] = out + _out_delta(pred, delta, step.alpha, step.beta)
-        return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]
+        return sup.step(*bound.args, **bound.kwargs)
 
 
 class _EulerTap(_TapMixin):
     """EulerDiscreteScheduler (VE sample ``x = x0 + sigma eps``), deterministic steps only."""
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
-        sup = super()
-        bound = _bind(sup.step, args, kwargs)  # type: ignore[misc]
+        sup: Any = super()
+        me: Any = self
+        bound = _bind(sup.step, args, kwargs)
         a = bound.arguments
         out, timestep, x = a["model_output"], a["timestep"], a["sample"]
         if isinstance(timestep, (int, torch.IntTensor, torch.LongTensor)):
-            return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]  # diffusers raises its error
-        if self.step_index is None:  # type: ignore[attr-defined]
-            self._init_step_index(timestep)  # type: ignore[attr-defined]
-        i = self.step_index  # type: ignore[attr-defined]
-        sigmas = self.sigmas  # type: ignore[attr-defined]
+            return sup.step(*bound.args, **bound.kwargs)  # diffusers raises its error
+        if me.step_index is None:
+            me._init_step_index(timestep)
+        i = me.step_index
+        sigmas = me.sigmas
         sigma, sigma_next = _f(sigmas[i]), _f(sigmas[i + 1])
         s_churn, s_tmin, s_tmax = a.get("s_churn", 0.0), a.get("s_tmin", 0.0), a.get("s_tmax", float("inf"))
         if s_churn > 0 and s_tmin <= sigma <= s_tmax:
             raise ValueError("the vidfix tap supports deterministic Euler steps only (s_churn=0)")
         step = StepInfo(1.0, sigma, 1.0, sigma_next, sigma / _f(sigmas.max()), "ve", i, len(sigmas) - 1)
-        pred = self.config.prediction_type  # type: ignore[attr-defined]
+        pred = me.config.prediction_type
         if pred == "v_prediction":  # denoised = out * (-sigma / sqrt(sigma^2 + 1)) + x / (sigma^2 + 1)
             c_out = -sigma / (sigma**2 + 1) ** 0.5
             x0 = out * c_out + x / (sigma**2 + 1)
@@ -283,27 +289,28 @@ class _EulerTap(_TapMixin):
         delta = self._vidfix_delta(x0, x, step)
         if delta is not None:
             a["model_output"] = out + delta / c_out
-        return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]
+        return sup.step(*bound.args, **bound.kwargs)
 
 
 class _CogDPMTap(_TapMixin):
     """CogVideoXDPMScheduler: ``step(model_output, old_pred_original_sample, timestep, timestep_back, sample)``."""
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
-        sup = super()
-        bound = _bind(sup.step, args, kwargs)  # type: ignore[misc]
+        sup: Any = super()
+        me: Any = self
+        bound = _bind(sup.step, args, kwargs)
         a = bound.arguments
         out, timestep, x = a["model_output"], a["timestep"], a["sample"]
-        if self.num_inference_steps is None:  # type: ignore[attr-defined]
-            return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]
-        prev = int(timestep) - self.config.num_train_timesteps // self.num_inference_steps  # type: ignore[attr-defined]
+        if me.num_inference_steps is None:
+            return sup.step(*bound.args, **bound.kwargs)
+        prev = int(timestep) - me.config.num_train_timesteps // me.num_inference_steps
         step = _vp_step_info(self, timestep, prev)
-        pred = self.config.prediction_type  # type: ignore[attr-defined]
+        pred = me.config.prediction_type
         x0 = _x0_from(pred, out, x, step.alpha, step.beta)
         delta = self._vidfix_delta(x0, x, step)
         if delta is not None:
             a["model_output"] = out + _out_delta(pred, delta, step.alpha, step.beta)
-        return sup.step(*bound.args, **bound.kwargs)  # type: ignore[misc]
+        return sup.step(*bound.args, **bound.kwargs)
 
 
 class _MultistepTap(_TapMixin):
@@ -312,19 +319,21 @@ class _MultistepTap(_TapMixin):
     def convert_model_output(
         self, model_output: Tensor, *args: Any, sample: Tensor | None = None, **kwargs: Any
     ) -> Tensor:
-        converted = super().convert_model_output(model_output, *args, sample=sample, **kwargs)  # type: ignore[misc]
+        me: Any = self
+        sup: Any = super()
+        converted = sup.convert_model_output(model_output, *args, sample=sample, **kwargs)
         x = sample if sample is not None else args[1]
-        i = self.step_index  # type: ignore[attr-defined]
-        sigmas = self.sigmas  # type: ignore[attr-defined]
+        i = me.step_index
+        sigmas = me.sigmas
         sig, sig_next = sigmas[i], sigmas[i + 1]
-        alpha_t, sigma_t = (_f(v) for v in self._sigma_to_alpha_sigma_t(sig))  # type: ignore[attr-defined]
-        alpha_n, sigma_n = (_f(v) for v in self._sigma_to_alpha_sigma_t(sig_next))  # type: ignore[attr-defined]
+        alpha_t, sigma_t = (_f(v) for v in me._sigma_to_alpha_sigma_t(sig))
+        alpha_n, sigma_n = (_f(v) for v in me._sigma_to_alpha_sigma_t(sig_next))
         if sigma_t <= 0.0:
             return converted
         flow = (
-            bool(getattr(self.config, "use_flow_sigmas", False))
-            or self.config.prediction_type == "flow_prediction"
-        )  # type: ignore[attr-defined]
+            bool(getattr(me.config, "use_flow_sigmas", False))
+            or me.config.prediction_type == "flow_prediction"
+        )
         param: Parameterization = "flow" if flow else "vp"
         s = _f(sig) if flow else _f(sig) / _f(sigmas.max())
         step = StepInfo(alpha_t, sigma_t, alpha_n, sigma_n, min(s, 1.0), param, i, len(sigmas) - 1)
@@ -336,9 +345,10 @@ class _MultistepTap(_TapMixin):
         return converted + delta if gives_x0 else converted - delta * (alpha_t / sigma_t)
 
     def _vidfix_gives_x0(self) -> bool:
-        if hasattr(self, "predict_x0"):
-            return bool(self.predict_x0)
-        return self.config.algorithm_type in ("dpmsolver++", "sde-dpmsolver++")  # type: ignore[attr-defined]
+        me: Any = self
+        if hasattr(me, "predict_x0"):
+            return bool(me.predict_x0)
+        return me.config.algorithm_type in ("dpmsolver++", "sde-dpmsolver++")
 
 
 _FAMILIES: dict[str, type[_TapMixin]] = {

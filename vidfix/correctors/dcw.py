@@ -107,7 +107,10 @@ class DCW:
     def _dims_for(self, x: Tensor) -> Dims:
         return "2d" if x.dim() == 4 else self.dims
 
-    def _filter(self, gains: dict[Group, Scalar], x: Tensor, terms: list[tuple[Any, Tensor]]) -> Tensor:
+    def _filter(
+        self, gains: dict[Group, Scalar], x: Tensor, terms: list[tuple[Any, Tensor]], base: Tensor
+    ) -> Tensor:
+        """``base + IDWT(gains ⊙ DWT(sum a_i t_i))`` in as few passes as the transform allows."""
         dims = self._dims_for(x)
         scalar_terms = all(not isinstance(a, Tensor) for a, _ in terms)
         if not scalar_terms:  # per-element step coefficients: build the difference first
@@ -122,6 +125,7 @@ class DCW:
             backend=self.backend,
             mode=self.mode,
             terms=terms,
+            base=base,
         )
 
     # -- the corrector -----------------------------------------------------------------------------------
@@ -150,7 +154,7 @@ class DCW:
             )
         gains = {g: v / c0 for g, v in lam.items()}
         # x_next - x0 = (c0 - 1) x0 + c1 x, filtered band-wise without materialising it.
-        out = x0 + self._filter(gains, x0, [(c0 - 1.0, x0), (c1, x)])
+        out = self._filter(gains, x0, [(c0 - 1.0, x0), (c1, x)], base=x0)
         if self.check_finite:
             check_finite(out, "DCW-corrected x0 (are x or x0 finite?)")
         return out
@@ -166,7 +170,7 @@ class DCW:
         lam = self.lambdas(step.s)
         if all(_is_zero(v) for v in lam.values()):
             return x_prev
-        out = x_prev + self._filter(lam, x_prev, [(1.0, x_prev), (-1.0, x0)])
+        out = self._filter(lam, x_prev, [(1.0, x_prev), (-1.0, x0)], base=x_prev)
         if self.check_finite:
             check_finite(out, "DCW-corrected sample (are x_prev or x0 finite?)")
         return out
