@@ -10,7 +10,6 @@ import pytest
 from vidfix import SUPPORTED_SCHEDULERS, Identity, tap
 
 
-
 @pytest.mark.parametrize("name", list(SUPPORTED_SCHEDULERS))
 def test_tapped_methods_keep_their_signatures(name):
     scheduler = getattr(diffusers, name)()
