@@ -172,7 +172,7 @@ class Stabilized:
     track_drift: bool = False
     drift_window: int = 1
     observer: Callable[[TapEvent], None] | None = None
-    tracker: DriftTracker | None = None
+    tracker: DriftTracker | None = field(default=None, repr=False)
     chunks: list[ChunkRecord] = field(default_factory=list)
     active: bool = False
     _base_class: type = field(default=object, repr=False)
@@ -256,6 +256,8 @@ class Stabilized:
         finally:
             for record, mask in zip(self.chunks, self._masks):
                 record.denoised_frames = skyreels.denoised_frames(mask)
+            if not self.spec.chunked:
+                self.chunks[0].iterations = int(getattr(pipe, "_num_timesteps", 0) or 0)
         if self.tracker is not None:
             self._record_drift(self.tracker)
         return out
@@ -331,8 +333,9 @@ class Stabilized:
         sig = inspect.signature(original)
         bound = sig.bind(pipe, *args, **kwargs)
         user = bound.arguments.get("callback_on_step_end")
-        if hasattr(user, "tensor_inputs"):  # PipelineCallback / MultiPipelineCallbacks carry their inputs
-            user_inputs = list(user.tensor_inputs)
+        carried = getattr(user, "tensor_inputs", None)  # PipelineCallback / MultiPipelineCallbacks carry them
+        if carried is not None:
+            user_inputs = list(carried)
         else:
             default = sig.parameters["callback_on_step_end_tensor_inputs"].default
             user_inputs = list(bound.arguments.get("callback_on_step_end_tensor_inputs", default) or [])
@@ -406,8 +409,11 @@ def stabilize(
         RuntimeError: the pipeline is already stabilized.
         ValueError: a corrector option the pipeline cannot honour (a temporal band on SkyReels DF).
     """
-    if "_vidfix_handle" in {k for cls in type(pipe).__mro__ for k in cls.__dict__}:
-        raise RuntimeError(f"{type(pipe).__name__} is already stabilized by vidfix; undo() the first handle")
+    active = getattr(type(pipe), "_vidfix_handle", None)
+    if active is not None:
+        raise RuntimeError(
+            f"{type(pipe).__name__} is already stabilized by vidfix ({active!r}); undo() it first"
+        )
     _, spec = pipeline_spec(pipe)
     if not isinstance(drift_window, int) or drift_window < 1:
         raise ValueError(f"drift_window must be a positive int, got {drift_window!r}")

@@ -259,12 +259,14 @@ def cogvideox() -> Any:
 
 
 def hunyuan() -> Any:
-    """HunyuanVideo without text encoders: the tests pass prompt embeddings (Llama + CLIP are heavy)."""
+    """HunyuanVideo with a tiny Llama and CLIP text encoder (the stabilize tests pass prompt embeddings)."""
     from diffusers import (
+        AutoencoderKLHunyuanVideo,
         FlowMatchEulerDiscreteScheduler,
         HunyuanVideoPipeline,
         HunyuanVideoTransformer3DModel,
     )
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     torch.manual_seed(0)
     transformer = HunyuanVideoTransformer3DModel(
@@ -282,14 +284,37 @@ def hunyuan() -> Any:
         pooled_projection_dim=8,
         rope_axes_dim=(2, 4, 4),
     )
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
+    vocab = len(_WORDS) + 3
+    text = dict(bos_token_id=0, eos_token_id=1, pad_token_id=0, vocab_size=vocab, intermediate_size=37)
+    llama = LlamaModel(
+        LlamaConfig(hidden_size=16, num_attention_heads=4, head_dim=4, num_hidden_layers=2, **text)
+    )
+    clip = CLIPTextModel(
+        CLIPTextConfig(hidden_size=8, num_attention_heads=4, num_hidden_layers=2, projection_dim=8, **text)
+    )
     return HunyuanVideoPipeline(
-        text_encoder=None,
-        tokenizer=None,
+        text_encoder=llama,
+        tokenizer=tiny_tokenizer(),
         transformer=transformer,
-        vae=None,
+        vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        text_encoder_2=None,
-        tokenizer_2=None,
+        text_encoder_2=clip,
+        tokenizer_2=tiny_tokenizer(),
     )
 
 

@@ -14,7 +14,13 @@ from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeli
 from vidfix.scripts import generate_pipeline
 from vidfix.scripts.generate_pipeline import main, parse_seeds
 
-KINDS = {"wan": "wan", "skyreels-df": "skyreels_df", "ltx": "ltx", "cogvideox": "cogvideox"}
+KINDS = {
+    "wan": "wan",
+    "skyreels-df": "skyreels_df",
+    "ltx": "ltx",
+    "cogvideox": "cogvideox",
+    "hunyuan": "hunyuan",
+}
 SIZE = {"ltx": ["--height", "32", "--width", "32"]}
 EXTRA = {
     "skyreels-df": ["--base-frames", "9", "--overlap-history", "5", "--causal-block-size", "1"],
