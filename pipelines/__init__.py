@@ -7,6 +7,7 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
     >>> handle = stabilize(pipe, DCW(low=0.005), track_drift=True)     # doctest: +SKIP
 """
 
+from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 from vidfix.pipelines.ltx import LTXTokens
 from vidfix.pipelines.stabilize import (
     SUPPORTED_PIPELINES,
@@ -21,9 +22,13 @@ from vidfix.pipelines.stabilize import (
 __all__ = [
     "SUPPORTED_PIPELINES",
     "ChunkRecord",
+    "GenerateConfig",
     "LTXTokens",
     "PipelineSpec",
     "Stabilized",
+    "generate",
+    "load_pipeline",
+    "make_corrector",
     "pipeline_spec",
     "stabilize",
     "stabilized",

@@ -240,3 +240,17 @@ def test_skyreels_refuses_temporal_band():
 def test_bad_drift_window():
     with pytest.raises(ValueError, match="drift_window"):
         stabilize(build("wan"), Identity(), drift_window=0)
+
+
+def test_save_pretrained_while_stabilized_writes_the_original_scheduler(tmp_path):
+    import json
+
+    with stabilized(build("wan"), DCW(low=0.1)):
+        build("wan").save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == (
+        "UniPCMultistepScheduler"
+    )
+    assert json.loads((tmp_path / "model_index.json").read_text())["scheduler"] == [
+        "diffusers",
+        "UniPCMultistepScheduler",
+    ]

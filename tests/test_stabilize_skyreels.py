@@ -61,6 +61,22 @@ def test_long_correction_reaches_every_chunk(ar_step):
         assert handle.chunks[0].iterations > 2  # staggered: more loop iterations than steps
 
 
+@pytest.mark.parametrize("ar_step", [0, 1])
+def test_long_per_frame_timesteps(ar_step):
+    """Each frame is corrected at its own noise level: with ar_step > 0 one loop iteration steps frames
+    at different levels, and every frame still walks the whole schedule once."""
+    iterations: list[list[float]] = [[]]
+    with stabilized(
+        build("skyreels_df"), CORRECTOR, observer=lambda e: iterations[-1].append(float(e.step.s))
+    ) as handle:
+        run(ar_step=ar_step, callback_on_step_end=lambda pipe, i, t, kw: iterations.append([]) or kw)
+    chunk0 = iterations[: handle.chunks[0].iterations]
+    mixed = [levels for levels in chunk0 if len(set(levels)) > 1]
+    assert bool(mixed) == (ar_step > 0)
+    sigmas = sorted({s for levels in chunk0 for s in levels}, reverse=True)
+    assert len(sigmas) == 2 and sum(map(len, chunk0)) == 2 * 4  # 2 steps for each of 4 frames
+
+
 @pytest.mark.parametrize("ar_step", [0, 2])
 def test_long_prefix_frames_untouched(ar_step):
     """Every step of chunk k leaves its prefix equal to the last frames chunk k-1 finished with."""
