@@ -24,10 +24,10 @@ from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 import torch
+from vidfix.pipelines.stabilize import ChunkRecord, stabilize
 
 from vidfix._checks import check_choice
 from vidfix.correctors import DCW, EpsScaling, Identity
-from vidfix.pipelines.stabilize import ChunkRecord, stabilize
 from vidfix.protocols import Corrector
 
 __all__ = [
@@ -121,8 +121,10 @@ def _schedules(schedule: ScheduleName) -> dict[str, str]:
 
 def _read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
     data = json.loads(Path(path).read_text())
-    if isinstance(data, dict) and isinstance(data.get("corrector"), dict):
-        data = data["corrector"]  # a calibration report that embeds the corrector
+    for key in ("dcw", "corrector"):  # CalibrationResult.save() embeds the derived DCW under "dcw"
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+            break
     if not isinstance(data, dict) or data.get("type", "dcw") != "dcw":
         raise ValueError(f"{path} does not hold a DCW corrector (a JSON written by DCW.to_dict())")
     return data
@@ -143,7 +145,7 @@ def make_corrector(
     ``dcw`` is the 3D wavelet correction (over F, H, W), ``dcw2d`` the paper's per-frame form (no temporal
     band), ``eps`` epsilon scaling, ``none`` the identity (output bit-identical to the plain pipeline, drift
     still recorded). DCW coefficients come either from ``low``/``spatial``/``temporal`` or from a
-    ``calibration`` JSON written by ``DCW.to_dict()``, not both. There are no default coefficients: their sign
+    ``calibration`` JSON (``DCW.to_dict()``, or a ``CalibrationResult.save()`` file), not both. There are no default coefficients: their sign
     and size depend on the model and must be measured (docs/diffusers.md).
     """
     check_choice("corrector", kind, get_args(CorrectorKind))

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from torch import Tensor
-
 from vidfix.pipelines import skyreels
 from vidfix.pipelines.ltx import LTXTokens, latent_grid
+
 from vidfix.protocols import Corrector
 from vidfix.tap import LatentLayout, TapEvent, tap
 from vidfix.tracker import DriftTracker

@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
 
     import torch
-
     from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 
     try:

@@ -8,11 +8,11 @@ import av
 import pytest
 import torch
 from _tiny_pipelines import build
-
-from vidfix import DCW, DriftTracker, EpsScaling, Identity
 from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 from vidfix.scripts import generate_pipeline
 from vidfix.scripts.generate_pipeline import main, parse_seeds
+
+from vidfix import DCW, DriftTracker, EpsScaling, Identity
 
 KINDS = {
     "wan": "wan",
@@ -117,6 +117,8 @@ def test_make_corrector(tmp_path):
     assert make_corrector("dcw", calibration=path).to_dict() == calibrated.to_dict()
     path.write_text(json.dumps({"model": "x", "corrector": calibrated.to_dict()}))
     assert make_corrector("dcw2d", calibration=path).dims == "2d"
+    path.write_text(json.dumps({"type": "vidfix-calibration", "dcw": calibrated.to_dict()}))  # .save() layout
+    assert make_corrector("dcw", calibration=path).to_dict() == calibrated.to_dict()
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ import pytest
 import torch
 from _tiny_pipelines import build, call_kwargs
 from diffusers import LTXPipeline
-
-from vidfix import Identity
 from vidfix.pipelines import LTXTokens, stabilized
 from vidfix.pipelines.ltx import latent_grid
+
+from vidfix import Identity
 
 SIZES = [(1, 1), (2, 1), (2, 2), (1, 2)]  # (patch_size, patch_size_t)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from _tiny_pipelines import BUILDERS, build, call_kwargs
 from diffusers.callbacks import PipelineCallback
+from vidfix.pipelines import SUPPORTED_PIPELINES, Stabilized, stabilize, stabilized
 
 from vidfix import DCW, EpsScaling, Identity
-from vidfix.pipelines import SUPPORTED_PIPELINES, Stabilized, stabilize, stabilized
 
 NAMES = list(BUILDERS)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 from _tiny_pipelines import build, call_kwargs
-
-from vidfix import DCW, Identity
 from vidfix.pipelines import stabilized
 from vidfix.pipelines.skyreels import check_corrector, denoised_frames, long_video_chunks
+
+from vidfix import DCW, Identity
 from vidfix.tracker import chunk_stats
 
 LONG = dict(num_frames=25, base_num_frames=13, overlap_history=5, causal_block_size=1, addnoise_condition=20)
