@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -240,8 +241,6 @@ def write_video(frames: np.ndarray, path: str | os.PathLike[str], *, fps: int = 
 
     H.264 in yuv420p needs even sizes: an odd last row or column is dropped (and a warning says so).
     """
-    import warnings
-
     import av
 
     video = np.asarray(frames)

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vidfix.pipelines.diffusers_run import PIPELINE_CLASSES, CorrectorKind, ScheduleName
 
     p = argparse.ArgumentParser(
-        prog="vidfix generate --pipeline",
+        prog="vidfix generate",
         description="Generate videos with a diffusers pipeline, corrected by vidfix inside every scheduler step.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
