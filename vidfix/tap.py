@@ -20,6 +20,7 @@ Layouts: the corrector sees ``(B, C, F, H, W)`` (or ``(B, C, H, W)`` for the per
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -362,6 +363,20 @@ _FAMILIES: dict[str, type[_TapMixin]] = {
 }
 
 
+def _signed(impl: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    """``impl`` under ``original``'s name and signature.
+
+    Pipelines inspect ``scheduler.step`` to decide which arguments to pass (CogVideoX passes ``eta`` and
+    ``generator`` only when the signature names them); a bare ``(*args, **kwargs)`` would silently drop them.
+    """
+
+    @functools.wraps(original)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return impl(self, *args, **kwargs)
+
+    return method
+
+
 def _supported_base(cls: type) -> str | None:
     for base in cls.__mro__:
         if base.__name__ in SUPPORTED_SCHEDULERS and base.__module__.startswith("diffusers"):
@@ -443,7 +458,11 @@ def tap(
         "_vidfix_observer": staticmethod(observer) if observer is not None else None,
         "_vidfix_original": base_cls,
     }
-    tapped_cls = type(base_cls.__name__, (_FAMILIES[name], base_cls), attrs)
+    family = _FAMILIES[name]
+    for method in ("step", "convert_model_output"):
+        if method in family.__dict__:
+            attrs[method] = _signed(family.__dict__[method], getattr(base_cls, method))
+    tapped_cls = type(base_cls.__name__, (family, base_cls), attrs)
     new = copy.deepcopy(scheduler)
     new.__class__ = tapped_cls
     return new
