@@ -240,7 +240,11 @@ def _vp_step_info(self: Any, timestep: Any, prev_timestep: int) -> StepInfo:
 
 
 class _DDIMTap(_TapMixin):
-    """DDIMScheduler and CogVideoXDDIMScheduler: x0 from the output, corrected, output rebuilt."""
+    """DDIMScheduler and the CogVideoX DDIM/DPM schedulers: x0 from the output, corrected, output rebuilt.
+
+    Arguments are bound by name, so CogVideoXDPM's ``step(model_output, old_pred_original_sample, timestep,
+    timestep_back, sample)`` works too; its corrected x0 is the ``pred_original_sample`` it returns and the
+    pipeline feeds back as history."""
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
         sup: Any = super()
@@ -293,27 +297,6 @@ class _EulerTap(_TapMixin):
         return sup.step(*bound.args, **bound.kwargs)
 
 
-class _CogDPMTap(_TapMixin):
-    """CogVideoXDPMScheduler: ``step(model_output, old_pred_original_sample, timestep, timestep_back, sample)``."""
-
-    def step(self, *args: Any, **kwargs: Any) -> Any:
-        sup: Any = super()
-        me: Any = self
-        bound = _bind(sup.step, args, kwargs)
-        a = bound.arguments
-        out, timestep, x = a["model_output"], a["timestep"], a["sample"]
-        if me.num_inference_steps is None:
-            return sup.step(*bound.args, **bound.kwargs)
-        prev = int(timestep) - me.config.num_train_timesteps // me.num_inference_steps
-        step = _vp_step_info(self, timestep, prev)
-        pred = me.config.prediction_type
-        x0 = _x0_from(pred, out, x, step.alpha, step.beta)
-        delta = self._vidfix_delta(x0, x, step)
-        if delta is not None:
-            a["model_output"] = out + _out_delta(pred, delta, step.alpha, step.beta)
-        return sup.step(*bound.args, **bound.kwargs)
-
-
 class _MultistepTap(_TapMixin):
     """UniPC and DPM-Solver: correct the converted output (x0, or eps for the noise-prediction variants)."""
 
@@ -359,7 +342,7 @@ _FAMILIES: dict[str, type[_TapMixin]] = {
     "DDIMScheduler": _DDIMTap,
     "EulerDiscreteScheduler": _EulerTap,
     "CogVideoXDDIMScheduler": _DDIMTap,
-    "CogVideoXDPMScheduler": _CogDPMTap,
+    "CogVideoXDPMScheduler": _DDIMTap,  # same names: step(model_output, ..., timestep, ..., sample)
 }
 
 
