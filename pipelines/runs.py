@@ -35,7 +35,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
-
 from vidfix.pipelines.sampler import (
     ChunkCallback,
     NonFiniteChunkError,
@@ -47,6 +46,7 @@ from vidfix.pipelines.sampler import (
     merge_chunk,
     sample_video,
 )
+
 from vidfix.protocols import Corrector, Denoiser
 from vidfix.tap import original_class
 from vidfix.tracker import DriftTracker
@@ -111,7 +111,9 @@ def run_spec(
     sched_cfg = {k: v for k, v in json.loads(scheduler.to_json_string()).items() if not k.startswith("_")}
     ctx_hash = None
     if start_context is not None:
-        ctx_hash = hashlib.sha256(start_context.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+        ctx_hash = hashlib.sha256(
+            start_context.detach().float().cpu().contiguous().numpy().tobytes()
+        ).hexdigest()
     spec = {
         "sampler": asdict(config),
         "scheduler": {"class": original_class(scheduler).__name__, "config": sched_cfg},
@@ -146,7 +148,7 @@ def _write_json_atomic(data: Any, path: Path) -> None:
 
 def _load(path: Path) -> dict[str, Tensor]:
     with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        return {k: f.get_tensor(k) for k in f.keys()}
 
 
 class RunFolder:
@@ -174,14 +176,20 @@ class RunFolder:
         return self.run_json.exists()
 
     def is_complete(self) -> bool:
-        return self.exists() and bool(json.loads(self.run_json.read_text()).get("complete")) and self.video_path.exists()
+        return (
+            self.exists()
+            and bool(json.loads(self.run_json.read_text()).get("complete"))
+            and self.video_path.exists()
+        )
 
     def open(self, *, resume: bool) -> None:
         """Claim the folder: refuse another run's folder (or any run without ``resume``); else start it."""
         if self.exists():
             data = json.loads(self.run_json.read_text())
             if data.get("type") != _RUN_TYPE:
-                raise RunFolderError(f"{self.run_json} is not a vidfix run file; choose another output folder")
+                raise RunFolderError(
+                    f"{self.run_json} is not a vidfix run file; choose another output folder"
+                )
             if not resume:
                 raise RunFolderError(
                     f"{self.path} already holds a vidfix run (seed {data.get('seed')}); pass resume=True "
@@ -197,7 +205,9 @@ class RunFolder:
                 )
             return
         if self.path.exists() and any(self.path.iterdir()):
-            raise RunFolderError(f"{self.path} exists and is not empty but holds no vidfix run; choose another output folder")
+            raise RunFolderError(
+                f"{self.path} exists and is not empty but holds no vidfix run; choose another output folder"
+            )
         ensure_writable(self.path / "chunks")
         self._write_run_json(chunks_done=0, complete=False)
 
@@ -213,7 +223,14 @@ class RunFolder:
         _save_atomic({"context": context}, self.path / "start_context.safetensors")
 
     def write_chunk(
-        self, index: int, start: int, chunk: Tensor, *, generator_state: Tensor, stats: Tensor, next_context: Tensor | None
+        self,
+        index: int,
+        start: int,
+        chunk: Tensor,
+        *,
+        generator_state: Tensor,
+        stats: Tensor,
+        next_context: Tensor | None,
     ) -> None:
         """Checkpoint one finished chunk ``(C, F, H, W)`` with the state to continue after it."""
         tensors = {"chunk": chunk, "generator": generator_state, "stats": stats}
@@ -240,13 +257,19 @@ class RunFolder:
         chunks = tuple(s["chunk"][None] for s in saved)  # each (1, C, F, H, W)
         expected = saved[-1].get("next_context")
         if expected is not None:
-            prefix = start_context if start_context is not None else chunks[0].new_zeros(1, cfg.channels, 0, cfg.height, cfg.width)
+            prefix = (
+                start_context
+                if start_context is not None
+                else chunks[0].new_zeros(1, cfg.channels, 0, cfg.height, cfg.width)
+            )
             video = chunks[0].new_zeros(1, cfg.channels, 0, cfg.height, cfg.width)
             for k, c in enumerate(chunks):
                 video = merge_chunk(video, c, starts[k])
             got = context_before(prefix, video, starts[len(chunks)], cfg.context_frames)
             if got is None or not torch.equal(got[0], expected):
-                raise RunFolderError(f"{self.path}: chunk files are inconsistent (context of chunk {len(chunks)} differs)")
+                raise RunFolderError(
+                    f"{self.path}: chunk files are inconsistent (context of chunk {len(chunks)} differs)"
+                )
         return SamplerState(chunks, (saved[-1]["generator"],), saved[-1]["stats"][None], start_context)
 
     def finish(self, video: Tensor, tracker: DriftTracker) -> None:
@@ -349,7 +372,7 @@ def generate_videos(
             writer = _writer([folders[b] for b in idx], trackers, config, group_ctx)
             base = steps_before  # sample_video counts the resumed chunks' steps as done
             steps_before += len(starts) * config.num_steps * len(idx)
-            prog = None if progress is None else (lambda d, t, base=base, n=len(idx): progress(base + d * n, steps_total))
+            prog = None if progress is None else _offset_progress(progress, base, len(idx), steps_total)
             try:
                 video = sample_video(
                     denoiser, scheduler, config, generators=gens, corrector=corrector, context=group_ctx,
@@ -361,7 +384,9 @@ def generate_videos(
                 raise NonFiniteChunkError(
                     f"{err} (seeds {bad}); the finished chunks are kept in "
                     + ", ".join(str(folders[idx[j]].path / "chunks") for j in err.items),
-                    chunk=err.chunk, items=err.items, video=err.video,
+                    chunk=err.chunk,
+                    items=err.items,
+                    video=err.video,
                 ) from err
             seconds = time.perf_counter() - t0
             for j, b in enumerate(idx):
@@ -371,12 +396,17 @@ def generate_videos(
 
 
 def _writer(
-    folders: list[RunFolder], trackers: list[DriftTracker], config: SamplerConfig, start_context: Tensor | None
+    folders: list[RunFolder],
+    trackers: list[DriftTracker],
+    config: SamplerConfig,
+    start_context: Tensor | None,
 ) -> ChunkCallback:
     """Per-chunk callback: track each video's drift and checkpoint it (restored chunks are only tracked)."""
     starts = chunk_starts(config)
 
-    def write(chunk: Tensor, *, index: int, start: int, video: Tensor, state: SamplerState, restored: bool) -> None:
+    def write(
+        chunk: Tensor, *, index: int, start: int, video: Tensor, state: SamplerState, restored: bool
+    ) -> None:
         for j, (folder, tracker) in enumerate(zip(folders, trackers)):
             tracker(chunk[j : j + 1], index=index)
             if restored:
@@ -395,6 +425,13 @@ def _writer(
             )  # fmt: skip
 
     return write  # type: ignore[return-value]
+
+
+def _offset_progress(
+    progress: Callable[[int, int], None], base: int, videos: int, total: int
+) -> Callable[[int, int], None]:
+    """A group's ``(done batch steps, _)`` as ``(done video steps over the whole call, total)``."""
+    return lambda done, _: progress(base + done * videos, total)
 
 
 def _record(folder: RunFolder, config: SamplerConfig, *, seconds: float, resumed: int) -> dict[str, Any]:

@@ -51,9 +51,9 @@ __all__ = [
     "SamplerState",
     "StepCallback",
     "Teacher",
-    "chunk_starts",
     "channel_stats",
     "check_denoiser",
+    "chunk_starts",
     "context_before",
     "match_statistics",
     "merge_chunk",
@@ -85,9 +85,13 @@ class SamplerConfig:
     width: int  # W of the latents
     overlap: int = 0  # O: frames at a chunk's start that re-generate the video's last O frames (crossfaded)
     num_steps: int = 16  # solver steps per chunk
-    context_noise: float = 0.0  # a: SkyReels context re-noising c (1 - 0.001 a) + 0.001 a eps; 20 typical, 0 off
+    context_noise: float = (
+        0.0  # a: SkyReels context re-noising c (1 - 0.001 a) + 0.001 a eps; 20 typical, 0 off
+    )
     anchor: float = 0.0  # strength of low-band per-channel mean/std anchoring to chunk 0 (0 off, 1 full)
-    color_match: float = 0.0  # strength of full-frame per-channel mean/std matching to chunk 0 (0 off, 1 full)
+    color_match: float = (
+        0.0  # strength of full-frame per-channel mean/std matching to chunk 0 (0 off, 1 full)
+    )
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "chunk_frames", "channels", "height", "width", "num_steps"):
@@ -244,13 +248,19 @@ def check_denoiser(denoiser: Any, config: SamplerConfig) -> None:
     name = type(denoiser).__name__
     fixed = get("chunk_frames", None)
     if fixed is not None and int(fixed) != config.chunk_frames:
-        raise ValueError(f"{name} denoises chunks of exactly {fixed} frames (config.chunk_frames); got chunk_frames={config.chunk_frames}")
+        raise ValueError(
+            f"{name} denoises chunks of exactly {fixed} frames (config.chunk_frames); got chunk_frames={config.chunk_frames}"
+        )
     most = get("max_context_frames", None)
     if most is not None and config.context_frames > int(most):
-        raise ValueError(f"{name} takes at most {most} context frames (config.max_context_frames); got context_frames={config.context_frames}")
+        raise ValueError(
+            f"{name} takes at most {most} context frames (config.max_context_frames); got context_frames={config.context_frames}"
+        )
     size = get("sample_size", None)
     if isinstance(size, int) and (config.height, config.width) != (size, size):
-        raise ValueError(f"{name} takes {size}x{size} frames (config.sample_size); got {config.height}x{config.width}")
+        raise ValueError(
+            f"{name} takes {size}x{size} frames (config.sample_size); got {config.height}x{config.width}"
+        )
     channels = get("in_channels", None)
     if isinstance(channels, int) and channels != config.channels:
         raise ValueError(f"{name} takes {channels} channels (config.in_channels); got {config.channels}")
@@ -328,7 +338,14 @@ def sample_video(
         NonFiniteChunkError: a chunk came out NaN/inf; it names the chunk; finished chunks were emitted.
     """
     cfg = config
-    B, C, F, K, H, W = len(generators), cfg.channels, cfg.chunk_frames, cfg.context_frames, cfg.height, cfg.width
+    B, C, F, K, H, W = (
+        len(generators),
+        cfg.channels,
+        cfg.chunk_frames,
+        cfg.context_frames,
+        cfg.height,
+        cfg.width,
+    )
     if B < 1:
         raise ValueError("need at least one generator (one per video)")
     check_denoiser(denoiser, cfg)

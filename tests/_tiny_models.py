@@ -44,11 +44,18 @@ class TinyChunkDenoiser(ModelMixin, ConfigMixin):
 
     def forward(self, x: Tensor, t: Tensor, *, context: Tensor | None = None, **_: Any) -> Tensor:
         B, C, F, H, W = x.shape
-        if tuple(x.shape[1:]) != (self.config.in_channels, self.config.chunk_frames, self.config.sample_size, self.config.sample_size):
+        if tuple(x.shape[1:]) != (
+            self.config.in_channels,
+            self.config.chunk_frames,
+            self.config.sample_size,
+            self.config.sample_size,
+        ):
             raise ValueError(f"bad chunk shape {tuple(x.shape)}")
         if context is not None and context.shape[2] > self.config.max_context_frames:
             raise ValueError(f"too many context frames: {context.shape[2]}")
-        ctx = context.mean(2, keepdim=True) if context is not None else x.new_zeros(B, C, 1, H, W)  # (B, C, 1, H, W)
+        ctx = (
+            context.mean(2, keepdim=True) if context is not None else x.new_zeros(B, C, 1, H, W)
+        )  # (B, C, 1, H, W)
         h = torch.cat([x, ctx.expand(B, C, F, H, W)], 1)  # (B, 2C, F, H, W)
         s = t.float().reshape(-1)[:1] / self.config.num_train_timesteps
         emb = self.time(torch.stack([s, 1 - s], -1))  # (1, hidden)

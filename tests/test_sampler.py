@@ -8,9 +8,6 @@ import pytest
 import torch
 from _tiny_models import PerItem, PlainDenoiser, Spy, TinyChunkDenoiser
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-
-from vidfix import DCW, DriftTracker, EpsScaling, Identity
-from vidfix.bands import band_filter
 from vidfix.pipelines import (
     NonFiniteChunkError,
     SamplerConfig,
@@ -20,6 +17,9 @@ from vidfix.pipelines import (
     merge_chunk,
     sample_video,
 )
+
+from vidfix import DCW, DriftTracker, EpsScaling, Identity
+from vidfix.bands import band_filter
 
 
 def euler() -> FlowMatchEulerDiscreteScheduler:
@@ -48,13 +48,17 @@ def model() -> TinyChunkDenoiser:
 
 
 @torch.no_grad()
-def plain_rollout(model: TinyChunkDenoiser, scheduler: object, cfg: SamplerConfig, seeds: list[int]) -> torch.Tensor:
+def plain_rollout(
+    model: TinyChunkDenoiser, scheduler: object, cfg: SamplerConfig, seeds: list[int]
+) -> torch.Tensor:
     """The method written out with stock diffusers only (no tap, overlap 0, no re-noising, no anchoring)."""
     g = gens(*seeds)
     video = torch.zeros(len(seeds), cfg.channels, 0, cfg.height, cfg.width)
     while video.shape[2] < cfg.num_frames:
         context = video[:, :, -cfg.context_frames :] if video.shape[2] else None
-        x = torch.stack([torch.randn(cfg.channels, cfg.chunk_frames, cfg.height, cfg.width, generator=gi) for gi in g])
+        x = torch.stack(
+            [torch.randn(cfg.channels, cfg.chunk_frames, cfg.height, cfg.width, generator=gi) for gi in g]
+        )
         scheduler.set_timesteps(cfg.num_steps)  # type: ignore[attr-defined]
         for t in scheduler.timesteps:  # type: ignore[attr-defined]
             x = scheduler.step(model(x, t, context=context), t, x).prev_sample  # type: ignore[attr-defined]
@@ -109,7 +113,10 @@ def test_bookkeeping_exact_frames_and_contexts(frames: int, chunk: int, context:
             assert torch.equal(ctx, want)
             if overlap == 0 and k > 0:
                 assert torch.equal(ctx, chunks[k - 1][:, :, -context:])  # the tail of the previous chunk
-        assert all(c is ctx or torch.equal(c, ctx) for c in model.contexts[k * cfg.num_steps : (k + 1) * cfg.num_steps])
+        assert all(
+            c is ctx or torch.equal(c, ctx)
+            for c in model.contexts[k * cfg.num_steps : (k + 1) * cfg.num_steps]
+        )
     # Frames no later chunk touches are the chunk's own; overlapped ones are the crossfade.
     for k, start in enumerate(starts):
         own_end = starts[k + 1] if k + 1 < len(starts) else frames
@@ -118,7 +125,9 @@ def test_bookkeeping_exact_frames_and_contexts(frames: int, chunk: int, context:
         if k and 0 < overlap <= chunk - overlap:  # (longer overlaps crossfade frames already crossfaded)
             w = torch.arange(1, overlap + 1, dtype=torch.float32).view(1, 1, -1, 1, 1) / (overlap + 1)
             prev = chunks[k - 1][:, :, start - starts[k - 1] :]
-            assert torch.allclose(video[:, :, start : start + overlap], prev * (1 - w) + chunks[k][:, :, :overlap] * w)
+            assert torch.allclose(
+                video[:, :, start : start + overlap], prev * (1 - w) + chunks[k][:, :, :overlap] * w
+            )
 
 
 def test_merge_chunk_crossfade() -> None:
@@ -156,7 +165,13 @@ def test_context_renoising_follows_skyreels(model: TinyChunkDenoiser) -> None:
     clean, noisy = Spy(model), Spy(model)
     cfg = config(num_frames=8, context_frames=2)
     sample_video(clean, euler(), cfg, generators=gens(4), teacher=lambda k, s, n: torch.ones(1, 3, n, 8, 8))
-    sample_video(noisy, euler(), replace(cfg, context_noise=20.0), generators=gens(4), teacher=lambda k, s, n: torch.ones(1, 3, n, 8, 8))
+    sample_video(
+        noisy,
+        euler(),
+        replace(cfg, context_noise=20.0),
+        generators=gens(4),
+        teacher=lambda k, s, n: torch.ones(1, 3, n, 8, 8),
+    )
     eps = (noisy.contexts[cfg.num_steps] - clean.contexts[cfg.num_steps] * 0.98) / 0.02
     assert 0.7 < float(eps.std()) < 1.3 and abs(float(eps.mean())) < 0.3  # standard normal noise, a = 20
 
@@ -167,7 +182,13 @@ def test_anchoring_matches_the_anchor_statistics(model: TinyChunkDenoiser, low_b
     cfg = config(num_frames=16, num_steps=3)
     free = sample_video(model, euler(), cfg, generators=gens(2, 7))
     chunks: list[torch.Tensor] = []
-    sample_video(model, euler(), replace(cfg, **{field: 1.0}), generators=gens(2, 7), on_chunk=lambda c, **_: chunks.append(c))
+    sample_video(
+        model,
+        euler(),
+        replace(cfg, **{field: 1.0}),
+        generators=gens(2, 7),
+        on_chunk=lambda c, **_: chunks.append(c),
+    )
 
     def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return channel_stats(band_filter(x, {"low": 1.0}, dims="2d") if low_band else x)
@@ -194,7 +215,15 @@ def test_match_statistics_strength() -> None:
 def test_tracker_gets_one_record_per_chunk_and_steps_one_dict(model: TinyChunkDenoiser) -> None:
     cfg = config(num_frames=14)
     tracker, steps = DriftTracker(), []
-    sample_video(model, unipc(), cfg, generators=gens(0, 1), corrector=DCW(low=0.02), on_chunk=tracker, callback=steps.append)
+    sample_video(
+        model,
+        unipc(),
+        cfg,
+        generators=gens(0, 1),
+        corrector=DCW(low=0.02),
+        on_chunk=tracker,
+        callback=steps.append,
+    )
     assert [r.index for r in tracker.records] == list(range(cfg.num_chunks))
     assert len(tracker.curve("std")) == cfg.num_chunks and tracker.curve("std")[0] == 0.0
     assert len(steps) == cfg.num_chunks * cfg.num_steps
@@ -205,7 +234,7 @@ def test_tracker_gets_one_record_per_chunk_and_steps_one_dict(model: TinyChunkDe
 
 
 def test_invalid_sizes_and_options_are_refused(model: TinyChunkDenoiser) -> None:
-    with pytest.raises(ValueError, match="num_frames .* must be >= chunk_frames"):
+    with pytest.raises(ValueError, match=r"num_frames .* must be >= chunk_frames"):
         config(num_frames=3)
     with pytest.raises(ValueError, match="overlap"):
         config(overlap=4)
@@ -221,7 +250,7 @@ def test_invalid_sizes_and_options_are_refused(model: TinyChunkDenoiser) -> None
     with pytest.raises(ValueError, match="PlainDenoiser takes chunks of 4"):
         sample_video(plain, euler(), config(chunk_frames=3), generators=gens(0))
     assert sample_video(plain, euler(), config(), generators=gens(0)).shape[2] == 14
-    with pytest.raises(TypeError, match="not supported .*FlowMatchEulerDiscreteScheduler"):
+    with pytest.raises(TypeError, match=r"not supported .*FlowMatchEulerDiscreteScheduler"):
         sample_video(model, DDPMScheduler(), config(), generators=gens(0))
     with pytest.raises(TypeError, match="corrector must be callable"):
         sample_video(model, euler(), config(), generators=gens(0), corrector="dcw")  # type: ignore[arg-type]
@@ -235,4 +264,6 @@ def test_non_finite_chunk_stops_and_names_it(model: TinyChunkDenoiser) -> None:
         sample_video(spy, euler(), cfg, generators=gens(0), on_chunk=lambda c, index, **_: seen.append(index))
     assert seen == [0, 1] and info.value.chunk == 2 and info.value.video.shape[2] == 8
     with pytest.raises(NonFiniteChunkError, match="chunk 2"):  # DCW's own finiteness check inside a step
-        sample_video(Spy(model, nan_at=2 * cfg.num_steps), euler(), cfg, generators=gens(0), corrector=DCW(low=0.1))
+        sample_video(
+            Spy(model, nan_at=2 * cfg.num_steps), euler(), cfg, generators=gens(0), corrector=DCW(low=0.1)
+        )
