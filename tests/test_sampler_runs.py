@@ -10,8 +10,6 @@ import pytest
 import torch
 from _tiny_models import Spy, TinyChunkDenoiser
 from diffusers import UniPCMultistepScheduler
-
-from vidfix import DCW, DriftTracker
 from vidfix.pipelines import (
     NonFiniteChunkError,
     RunFolderError,
@@ -21,6 +19,8 @@ from vidfix.pipelines import (
     sample_video,
     seed_folder,
 )
+
+from vidfix import DCW, DriftTracker
 
 CFG = SamplerConfig(
     num_frames=18,
@@ -50,7 +50,7 @@ class Kill(Exception):
     pass
 
 
-def kill_at(chunk: int):  # noqa: ANN201
+def kill_at(chunk: int):
     def callback(c: torch.Tensor, *, index: int, restored: bool, **_: object) -> None:
         if index == chunk and not restored:
             raise Kill(f"simulated kill after chunk {index}")
@@ -64,17 +64,30 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_resume_after_kill_is_bit_identical(model: TinyChunkDenoiser, tmp_path: Path) -> None:
     seeds = [4, 11]
-    whole = generate_videos(model, unipc(), CFG, seeds, out_dir=tmp_path / "whole", corrector=DCW3, batch_size=2)
+    whole = generate_videos(
+        model, unipc(), CFG, seeds, out_dir=tmp_path / "whole", corrector=DCW3, batch_size=2
+    )
     with pytest.raises(Kill):
         generate_videos(
-            model, unipc(), CFG, seeds, out_dir=tmp_path / "killed", corrector=DCW3, batch_size=2, on_chunk=kill_at(2)
+            model,
+            unipc(),
+            CFG,
+            seeds,
+            out_dir=tmp_path / "killed",
+            corrector=DCW3,
+            batch_size=2,
+            on_chunk=kill_at(2),
         )
     folder = seed_folder(tmp_path / "killed", 11)
-    assert sorted(p.name for p in (folder / "chunks").iterdir()) == [f"chunk_000{k}.safetensors" for k in range(3)]
+    assert sorted(p.name for p in (folder / "chunks").iterdir()) == [
+        f"chunk_000{k}.safetensors" for k in range(3)
+    ]
     assert not (folder / "video.safetensors").exists()
     assert json.loads((folder / "run.json").read_text())["chunks_done"] == 3
     spy = Spy(model)
-    again = generate_videos(spy, unipc(), CFG, seeds, out_dir=tmp_path / "killed", corrector=DCW3, resume=True, batch_size=2)
+    again = generate_videos(
+        spy, unipc(), CFG, seeds, out_dir=tmp_path / "killed", corrector=DCW3, resume=True, batch_size=2
+    )
     assert spy.calls == (CFG.num_chunks - 3) * CFG.num_steps  # only the unfinished chunks run again
     assert [r["resumed_chunks"] for r in again] == [3, 3]
     for a, b in zip(whole, again):
@@ -83,7 +96,9 @@ def test_resume_after_kill_is_bit_identical(model: TinyChunkDenoiser, tmp_path: 
     drift = DriftTracker.from_json(again[1]["drift"])
     assert [r.index for r in drift.records] == list(range(CFG.num_chunks))  # replayed chunks are tracked
     # The same video as the in-memory sampler (folder runs change nothing).
-    direct = sample_video(model, unipc(), CFG, generators=[torch.Generator().manual_seed(s) for s in seeds], corrector=DCW3)
+    direct = sample_video(
+        model, unipc(), CFG, generators=[torch.Generator().manual_seed(s) for s in seeds], corrector=DCW3
+    )
     assert torch.equal(load_video(whole[0]["folder"]), direct[0])
 
 
@@ -99,8 +114,12 @@ def test_mismatched_resume_is_refused_and_nothing_changes(model: TinyChunkDenois
     with pytest.raises(Kill):
         generate_videos(model, unipc(), CFG, [2], out_dir=tmp_path, corrector=DCW3, on_chunk=kill_at(1))
     before = snapshot(tmp_path)
-    with pytest.raises(RunFolderError, match=r"different config(.|\n)*sampler.num_steps: 3 in the folder, 4 now"):
-        generate_videos(model, unipc(), replace(CFG, num_steps=4), [2], out_dir=tmp_path, corrector=DCW3, resume=True)
+    with pytest.raises(
+        RunFolderError, match=r"different config(.|\n)*sampler.num_steps: 3 in the folder, 4 now"
+    ):
+        generate_videos(
+            model, unipc(), replace(CFG, num_steps=4), [2], out_dir=tmp_path, corrector=DCW3, resume=True
+        )
     with pytest.raises(RunFolderError, match="corrector"):
         generate_videos(model, unipc(), CFG, [2], out_dir=tmp_path, corrector=DCW(low=0.1), resume=True)
     with pytest.raises(RunFolderError, match="already holds a vidfix run"):
@@ -114,7 +133,9 @@ def test_non_finite_chunk_keeps_finished_chunks_on_disk(model: TinyChunkDenoiser
         generate_videos(spy, unipc(), CFG, [7], out_dir=tmp_path)
     assert info.value.chunk == 3
     folder = seed_folder(tmp_path, 7)
-    assert sorted(p.name for p in (folder / "chunks").iterdir()) == [f"chunk_000{k}.safetensors" for k in range(3)]
+    assert sorted(p.name for p in (folder / "chunks").iterdir()) == [
+        f"chunk_000{k}.safetensors" for k in range(3)
+    ]
     # The finished chunks are good checkpoints: a resume with a healthy model completes the video.
     generate_videos(model, unipc(), CFG, [7], out_dir=tmp_path, resume=True)
     assert load_video(folder).shape == (3, CFG.num_frames, 8, 8)
@@ -132,7 +153,9 @@ def test_start_context_is_part_of_the_run(model: TinyChunkDenoiser, tmp_path: Pa
         return torch.stack([torch.full((3, 2, 8, 8), float(s) / 10) for s in seeds])
 
     with pytest.raises(Kill):
-        generate_videos(model, unipc(), CFG, [3], out_dir=tmp_path / "a", start_context=start, on_chunk=kill_at(1))
+        generate_videos(
+            model, unipc(), CFG, [3], out_dir=tmp_path / "a", start_context=start, on_chunk=kill_at(1)
+        )
     generate_videos(model, unipc(), CFG, [3], out_dir=tmp_path / "a", start_context=start, resume=True)
     generate_videos(model, unipc(), CFG, [3], out_dir=tmp_path / "b", start_context=start)
     assert torch.equal(load_video(seed_folder(tmp_path / "a", 3)), load_video(seed_folder(tmp_path / "b", 3)))

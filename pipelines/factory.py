@@ -1,0 +1,254 @@
+"""Build the sampler's parts from names: seeds, schedulers, correctors and models in folders.
+
+What the command-line tools (and benchmarks) share, so each script only parses arguments. Latents are
+``(B, C, F, H, W)``.
+
+Example:
+    >>> parse_seeds("0,3,5-7")
+    [0, 3, 5, 6, 7]
+    >>> scheduler = make_scheduler("unipc", shift=3.0)                         # doctest: +SKIP
+    >>> corrector = make_corrector("dcw", low=0.01, spatial=-0.005)           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, get_args
+
+import torch
+
+from vidfix._checks import check_choice
+from vidfix.calibration import CalibrationResult
+from vidfix.correctors import DCW, EpsScaling
+from vidfix.protocols import Corrector
+
+__all__ = [
+    "COEFFICIENT_SCHEDULES",
+    "CORRECTORS",
+    "SCHEDULERS",
+    "CoefficientSchedule",
+    "CorrectorName",
+    "SchedulerName",
+    "describe_model",
+    "load_calibration",
+    "load_denoiser",
+    "make_corrector",
+    "make_scheduler",
+    "parse_seeds",
+    "reference_model_folder",
+]
+
+SchedulerName: TypeAlias = Literal["euler", "unipc"]
+CorrectorName: TypeAlias = Literal["none", "dcw", "dcw2d", "eps"]
+CoefficientSchedule: TypeAlias = Literal["paper", "constant", "sigma", "inverse_sigma"]
+SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
+CORRECTORS: tuple[CorrectorName, ...] = get_args(CorrectorName)
+COEFFICIENT_SCHEDULES: tuple[CoefficientSchedule, ...] = get_args(CoefficientSchedule)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ranges and lists: ``"0-7"``, ``"0,3,5-9"``, ``"42"`` (in order, duplicates refused)."""
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            raise ValueError(f"empty item in seeds {text!r}; write e.g. '0-7' or '0,3,5-9'")
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"bad seed item {part!r} in {text!r}; write e.g. '0-7' or '0,3,5-9'") from None
+        if first < 0 or last < first:
+            raise ValueError(f"bad seed range {part!r}: need 0 <= first <= last")
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {text!r} repeat a seed")
+    return seeds
+
+
+def reference_model_folder() -> Path:
+    """The shipped reference model's folder; a clear error when this build has none."""
+    try:
+        from vidfix.pipelines.reference import REFERENCE_WEIGHTS_DIR
+    except ImportError as err:
+        raise FileNotFoundError(
+            f"this build has no shipped reference model ({err}); pass a model folder (--model DIR)"
+        ) from err
+    folder = Path(REFERENCE_WEIGHTS_DIR)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"the shipped reference model is missing: {folder / 'config.json'}")
+    return folder
+
+
+def _scheduler_defaults(folder: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """``num_train_timesteps`` and ``shift`` from a model folder's ``scheduler_config.json`` (or defaults)."""
+    out: dict[str, Any] = {"num_train_timesteps": 1000, "shift": 1.0}
+    if folder is not None:
+        for path in (
+            Path(folder) / "scheduler_config.json",
+            Path(folder) / "scheduler" / "scheduler_config.json",
+        ):
+            if path.is_file():
+                data = json.loads(path.read_text())
+                out["num_train_timesteps"] = int(data.get("num_train_timesteps", out["num_train_timesteps"]))
+                out["shift"] = float(data.get("shift", data.get("flow_shift", out["shift"])))
+                break
+    return out
+
+
+def make_scheduler(
+    name: SchedulerName,
+    *,
+    shift: float | None = None,
+    num_train_timesteps: int | None = None,
+    model_folder: str | os.PathLike[str] | None = None,
+) -> Any:
+    """A stock diffusers flow-matching scheduler by name.
+
+    ``euler``: ``FlowMatchEulerDiscreteScheduler``; ``unipc``: ``UniPCMultistepScheduler`` with
+    ``prediction_type="flow_prediction", use_flow_sigmas=True``. ``shift`` and ``num_train_timesteps``
+    default to the model folder's ``scheduler_config.json`` when it has one, else 1.0 and 1000.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    check_choice("scheduler", name, SCHEDULERS)
+    d = _scheduler_defaults(model_folder)
+    shift = d["shift"] if shift is None else float(shift)
+    T = d["num_train_timesteps"] if num_train_timesteps is None else int(num_train_timesteps)
+    if not shift > 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    if name == "euler":
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=T, shift=shift)
+    return UniPCMultistepScheduler(
+        num_train_timesteps=T, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
+    )
+
+
+def load_calibration(path: str | os.PathLike[str], *, strength: float = 1.0) -> DCW:
+    """The DCW a calibration file (``vidfix calibrate``, :meth:`CalibrationResult.save`) describes."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"calibration file {str(p)!r} does not exist")
+    data = json.loads(p.read_text())
+    if data.get("type") != "vidfix-calibration":
+        raise ValueError(f"{p} is not a vidfix calibration file (missing type 'vidfix-calibration')")
+    if "dcw" in data:
+        return DCW.from_dict(data["dcw"], strength=strength)
+    return CalibrationResult.load(p).to_dcw(strength=strength)
+
+
+def make_corrector(
+    name: CorrectorName,
+    *,
+    low: float = 0.0,
+    spatial: float = 0.0,
+    temporal: float = 0.0,
+    schedule: CoefficientSchedule = "paper",
+    eps_scale: float = 1.005,
+    strength: float = 1.0,
+    calibration: str | os.PathLike[str] | None = None,
+) -> Corrector | None:
+    """A corrector by name: ``none`` (None), ``dcw`` (3D over F, H, W), ``dcw2d`` (per frame, the paper's
+    form), ``eps`` (epsilon scaling by ``eps_scale``). ``calibration`` reads measured DCW coefficients
+    from a file instead (for ``dcw``/``dcw2d``; its own dims win). ``schedule="paper"`` is ``s`` for the
+    low band and ``1 - s`` for detail; the other names apply one schedule to every group.
+    """
+    check_choice("corrector", name, CORRECTORS)
+    check_choice("coefficient schedule", schedule, COEFFICIENT_SCHEDULES)
+    given = any(v != 0.0 for v in (low, spatial, temporal))
+    if calibration is not None:
+        if name not in ("dcw", "dcw2d"):
+            raise ValueError(
+                f"a calibration file gives DCW coefficients; it does not apply to corrector {name!r}"
+            )
+        if given:
+            raise ValueError(
+                "give either a calibration file or coefficients (low/spatial/temporal), not both"
+            )
+        return load_calibration(calibration, strength=strength)
+    if name == "none":
+        return None
+    if name == "eps":
+        return EpsScaling(scale=eps_scale)
+    if not given:
+        raise ValueError(
+            f"corrector {name!r} needs coefficients (low, spatial, temporal; their sign depends on the model, "
+            "so measure it with `vidfix calibrate`) or a calibration file"
+        )
+    schedules: dict[str, Any] = {}
+    if schedule != "paper":
+        schedules = {f"{g}_schedule": schedule for g in ("low", "spatial", "temporal")}
+    dims = "2d" if name == "dcw2d" else "3d"
+    return DCW(low=low, spatial=spatial, temporal=temporal, dims=dims, strength=strength, **schedules)
+
+
+def _resolve_class(spec: str) -> type:
+    module, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"model class must be written 'module:Class', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import model class {spec!r}: {err}") from err
+
+
+def load_denoiser(
+    folder: str | os.PathLike[str] | None = None,
+    *,
+    model_class: str | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Any, Path]:
+    """Load a chunk denoiser saved diffusers-style (``config.json`` + safetensors) from a local folder.
+
+    ``folder=None`` is the shipped reference model. The class is ``model_class`` (``"module:Class"``) or
+    the ``_class_name`` in ``config.json``, looked up in :mod:`vidfix.pipelines` then :mod:`diffusers`.
+    Returns the model (eval mode) and its folder.
+    """
+    path = reference_model_folder() if folder is None else Path(folder)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"no model in {str(path)!r}: config.json is missing")
+    if model_class is not None:
+        cls = _resolve_class(model_class)
+    else:
+        name = json.loads(cfg_path.read_text()).get("_class_name")
+        if not name:
+            raise ValueError(f"{cfg_path} names no _class_name; pass the model class ('module:Class')")
+        cls = None
+        for module in ("vidfix.pipelines", "diffusers"):
+            try:
+                cls = getattr(importlib.import_module(module), name, None)
+            except ImportError:
+                cls = None
+            if cls is not None:
+                break
+        if cls is None:
+            raise ValueError(
+                f"model class {name!r} of {cfg_path} is neither in vidfix.pipelines nor diffusers; "
+                "pass it as 'module:Class'"
+            )
+    model = cls.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+    return model.to(device).eval(), path
+
+
+def describe_model(model: Any, folder: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """JSON identity of a model: class, config and a hash of its weight files (resumes must match it)."""
+    cfg = getattr(model, "config", {}) or {}
+    config = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_")}
+    digest = None
+    if folder is not None:
+        h = hashlib.sha256()
+        files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
+        for f in files:
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+        digest = h.hexdigest() if files else None
+    return json.loads(
+        json.dumps({"class": type(model).__name__, "config": config, "weights_sha256": digest}, default=str)
+    )
