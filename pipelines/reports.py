@@ -14,7 +14,7 @@ from typing import Any
 from vidfix.calibration import CalibrationResult
 from vidfix.tracker import DriftTracker
 
-__all__ = ["plot_calibration", "plot_drift"]
+__all__ = ["drift_summary", "format_drift_summary", "plot_calibration", "plot_drift"]
 
 _COLOURS = {"low": "tab:blue", "spatial": "tab:orange", "temporal": "tab:green"}
 
@@ -91,3 +91,40 @@ def plot_drift(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def drift_summary(
+    trackers: Mapping[str, DriftTracker],
+    *,
+    stats: Sequence[str] = ("mean", "std", "energy_spatial"),
+    late_fraction: float = 0.25,
+) -> dict[str, dict[str, float]]:
+    """Late drift per condition and statistic: the mean of the drift curve (RMS over videos and channels
+    against chunk 0; relative for all but ``mean``) over the last ``late_fraction`` of the chunks."""
+    out: dict[str, dict[str, float]] = {}
+    for name, tr in trackers.items():
+        row: dict[str, float] = {}
+        for stat in stats:
+            curve = tr.curve(stat, relative=stat != "mean")  # type: ignore[arg-type]
+            n = max(1, round(len(curve) * late_fraction))
+            row[stat] = sum(curve[-n:]) / n
+        out[name] = row
+    return out
+
+
+def format_drift_summary(
+    summary: Mapping[str, Mapping[str, float]], *, baseline: str | None = None, compared: Sequence[str] = ()
+) -> str:
+    """A small table of :func:`drift_summary`; the ``compared`` rows also show their change against ``baseline``."""
+    stats = list(next(iter(summary.values())))
+    head = f"  {'':<14}" + "".join(f"{s:>16}" for s in stats)
+    lines = [head]
+    for name, row in summary.items():
+        cells = []
+        for s in stats:
+            cell = f"{row[s]:.4f}"
+            if baseline is not None and name in compared and summary[baseline][s] > 0:
+                cell += f" ({100 * (row[s] / summary[baseline][s] - 1):+.0f}%)"
+            cells.append(f"{cell:>16}")
+        lines.append(f"  {name:<14}" + "".join(cells))
+    return "\n".join(lines)

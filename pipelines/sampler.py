@@ -275,6 +275,12 @@ def context_before(prefix: Tensor, video: Tensor, start: int, count: int) -> Ten
     return c if c.shape[2] > 0 else None
 
 
+def _given_context(c: Tensor, count: int, like: Tensor) -> Tensor | None:
+    """A teacher's frames: the last ``count``, on the latents' device and dtype; None when empty."""
+    check_latents(c, "teacher context", ranks=(5,))
+    return c[:, :, -count:].to(like) if c.shape[2] > 0 else None
+
+
 def _noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
     """One draw per video from its own generator: ``(B, *shape)``; a video never depends on its batch."""
     draws = [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in generators]
@@ -318,8 +324,8 @@ def sample_video(
         corrector: applied inside every solver step of every chunk; None is no correction.
         context: clean frames ``(B, C, K0, H, W)`` before the video (chunk 0 sees its last ``K``), or None.
         teacher: teacher forcing: ``teacher(chunk, start, count)`` returns the real frames
-            ``[start - count, start)`` ``(B, C, <= count, H, W)`` to use as that chunk's context, or None
-            to use the generated ones.
+            ``[start - count, start)`` ``(B, C, <= count, H, W)`` to use as that chunk's context (0 frames:
+            none), or None to use the generated ones.
         callback: called after every step with one dict: ``chunk, step, num_steps, t, s, x, x0, x_next,
             context`` (``x0`` is the corrected data prediction the solver used).
         on_chunk: called with each finished chunk as ``fn(chunk, index=, start=, video=, state=, restored=)``.
@@ -338,14 +344,8 @@ def sample_video(
         NonFiniteChunkError: a chunk came out NaN/inf; it names the chunk; finished chunks were emitted.
     """
     cfg = config
-    B, C, F, K, H, W = (
-        len(generators),
-        cfg.channels,
-        cfg.chunk_frames,
-        cfg.context_frames,
-        cfg.height,
-        cfg.width,
-    )
+    B = len(generators)
+    C, F, K, H, W = cfg.channels, cfg.chunk_frames, cfg.context_frames, cfg.height, cfg.width
     if B < 1:
         raise ValueError("need at least one generator (one per video)")
     check_denoiser(denoiser, cfg)
@@ -385,12 +385,7 @@ def sample_video(
         start = starts[k]
         # Gather the context: the K frames before the chunk (real ones under teacher forcing).
         c = teacher(k, start, K) if teacher is not None and K > 0 else None
-        if c is None:
-            c = context_before(prefix, video, start, K)
-        elif c.shape[2] == 0:
-            c = None
-        else:
-            c = c.to(device, dtype)
+        c = context_before(prefix, video, start, K) if c is None else _given_context(c, K, like)
 
         # Draw the chunk's noise, then the context's, from each video's own generator.
         x = _noise(generators, (C, F, H, W), like) * float(getattr(tapped, "init_noise_sigma", 1.0))
