@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeAlias, get_args
 import torch
 
 from vidfix._checks import check_choice
+from vidfix.bands import Dims
 from vidfix.calibration import CalibrationResult
 from vidfix.correctors import DCW, EpsScaling
 from vidfix.protocols import Corrector
@@ -181,7 +182,7 @@ def make_corrector(
     schedules: dict[str, Any] = {}
     if schedule != "paper":
         schedules = {f"{g}_schedule": schedule for g in ("low", "spatial", "temporal")}
-    dims = "2d" if name == "dcw2d" else "3d"
+    dims: Dims = "2d" if name == "dcw2d" else "3d"
     return DCW(low=low, spatial=spatial, temporal=temporal, dims=dims, strength=strength, **schedules)
 
 
@@ -212,6 +213,7 @@ def load_denoiser(
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no model in {str(path)!r}: config.json is missing")
+    cls: Any = None
     if model_class is not None:
         cls = _resolve_class(model_class)
     else:
@@ -246,7 +248,7 @@ def describe_model(model: Any, folder: str | os.PathLike[str] | None) -> dict[st
         for f in files:
             h.update(f.name.encode())
             with f.open("rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                while block := fh.read(1 << 20):
                     h.update(block)
         digest = h.hexdigest() if files else None
     return json.loads(

@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
     import torch
-    from tqdm.auto import tqdm
     from vidfix.pipelines.factory import load_denoiser, make_scheduler
     from vidfix.pipelines.reports import plot_calibration
     from vidfix.pipelines.runs import ensure_writable
+    from vidfix.scripts._common import progress_bar
 
     from vidfix.calibration import calibrate
 
@@ -137,12 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator().manual_seed(ns.seed)
         clips = _clips(ns, model, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(ns.device)
         context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
-        bar = tqdm(desc="calibrate", unit="call", disable=ns.no_progress, dynamic_ncols=True)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+        bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
         result = calibrate(
             model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
             chain=ns.chain, generator=generator, progress=progress,

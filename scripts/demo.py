@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
     import torch
-    from tqdm.auto import tqdm
     from vidfix.pipelines import (
         SamplerConfig,
         chunk_starts,
@@ -94,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidfix.pipelines.factory import load_calibration, load_denoiser, make_scheduler, parse_seeds
     from vidfix.pipelines.reports import drift_summary, format_drift_summary, plot_calibration, plot_drift
     from vidfix.pipelines.video import side_by_side, write_mp4
+    from vidfix.scripts._common import progress_bar
 
     from vidfix import DriftTracker
     from vidfix.calibration import calibrate
@@ -132,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                 gen = torch.Generator().manual_seed(0)
                 starts = torch.randint(0, 10_000, (len(_TUNING_SEEDS),), generator=gen).tolist()
                 clips = process.reference_videos(_TUNING_SEEDS, K + F, start=starts, config=sprites)
-                bar = tqdm(desc="calibrate", unit="call", disable=ns.no_progress, dynamic_ncols=True)
+                bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
                 result = calibrate(
                     model, scheduler, clips[:, :, K:], num_steps=ns.steps, context=clips[:, :, :K] if K else None,
-                    generator=gen, progress=lambda d, t: (setattr(bar, "total", t), bar.update(d - bar.n)),
+                    generator=gen, progress=progress,
                 )  # fmt: skip
                 bar.close()
                 result.save(cal_path)
@@ -149,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             start_context = lambda s: process.reference_videos(s, K, config=sprites)  # noqa: E731
         folders: dict[str, Path] = {}
         for name, corr in (("uncorrected", None), ("vidfix", corrector)):
-            bar = tqdm(desc=name, unit="step", disable=ns.no_progress, dynamic_ncols=True)
+            bar, progress = progress_bar(name, unit="step", disable=ns.no_progress)
             records = generate_videos(
                 model, scheduler, config, seeds, out_dir=out / name, corrector=corr, resume=True,
-                start_context=start_context, progress=lambda d, t, bar=bar: (setattr(bar, "total", t), bar.update(d - bar.n)),
+                start_context=start_context, progress=progress,
             )  # fmt: skip
             bar.close()
             folders[name] = Path(records[0]["folder"])  # the first seed's
