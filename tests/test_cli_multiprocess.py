@@ -47,3 +47,36 @@ def test_two_processes_give_the_same_videos_as_one(tmp_path: Path) -> None:
         one = load_video(tmp_path / "one" / f"seed_{seed:06d}")
         two = load_video(tmp_path / "two" / f"seed_{seed:06d}")
         assert torch.equal(one, two), seed
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_bit_identically(tmp_path: Path) -> None:
+    """A real kill (SIGKILL mid-run), not an exception: the resumed video equals an uninterrupted one."""
+    import signal
+    import time
+
+    model = tmp_path / "model"
+    TinyChunkDenoiser().save_pretrained(model)
+    common = [
+        "--model", str(model), "--model-class", "_tiny_models:TinyChunkDenoiser", "--frames", "400", "--steps", "4",
+        "--scheduler", "unipc", "--context-noise", "20", "--overlap", "1", "--no-progress", "--no-mp4", "--threads", "1",
+    ]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    script = str(TESTS.parent / "scripts" / "generate.py")
+    proc = subprocess.Popen([sys.executable, script, *common, "--out", str(tmp_path / "killed")], env=env)
+    chunks = tmp_path / "killed" / "seed_000000" / "chunks"
+    deadline = time.monotonic() + 240
+    while (
+        not (chunks / "chunk_0005.safetensors").exists()
+        and time.monotonic() < deadline
+        and proc.poll() is None
+    ):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (chunks.parent / "video.safetensors").exists(), "the run finished before it could be killed"
+    assert gen.main([*common, "--out", str(tmp_path / "killed"), "--resume"]) == 0
+    assert gen.main([*common, "--out", str(tmp_path / "whole")]) == 0
+    assert torch.equal(
+        load_video(tmp_path / "killed" / "seed_000000"), load_video(tmp_path / "whole" / "seed_000000")
+    )
