@@ -41,6 +41,7 @@ __all__ = [
     "make_scheduler",
     "parse_seeds",
     "reference_model_folder",
+    "sprite_process_config",
 ]
 
 SchedulerName: TypeAlias = Literal["euler", "unipc"]
@@ -235,6 +236,25 @@ def load_denoiser(
             )
     model = cls.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
     return model.to(device).eval(), path
+
+
+def sprite_process_config(folder: str | os.PathLike[str] | None, size: int) -> Any:
+    """The procedural video process the reference model in ``folder`` was trained on.
+
+    Read from the folder's ``train_config.json`` / ``process_config.json`` (key ``data``) when it ships one,
+    else the process defaults at ``size`` x ``size`` pixels. Raises ``ImportError`` without the process.
+    """
+    from vidfix.pipelines.reference_data import SpriteVideoConfig
+
+    data: dict[str, Any] = {}
+    for name in ("process_config.json", "train_config.json"):
+        path = Path(folder) / name if folder is not None else None
+        if path is not None and path.is_file():
+            data = dict(json.loads(path.read_text()).get("data", {}))
+            break
+    fields = set(SpriteVideoConfig.__dataclass_fields__)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    return SpriteVideoConfig(**({"height": size, "width": size} | kwargs))
 
 
 def describe_model(model: Any, folder: str | os.PathLike[str] | None) -> dict[str, Any]:

@@ -75,23 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _clips(ns: argparse.Namespace, model: Any, frames: int, size: int, generator: Any) -> Any:
+def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generator: Any) -> Any:
     """Real clips ``(B, C, frames, H, W)``."""
     import torch
-    from vidfix.pipelines.factory import parse_seeds
+    from vidfix.pipelines.factory import parse_seeds, sprite_process_config
 
     if ns.data == "procedural":
         try:
-            from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
+            from vidfix.pipelines.reference_data import reference_videos
+
+            process = sprite_process_config(folder, size)
         except ImportError as err:
             raise ValueError(
                 f"the procedural video process is not in this build ({err}); pass --data FILE"
             ) from err
         seeds = parse_seeds(ns.seeds)
         starts = torch.randint(0, 10_000, (len(seeds),), generator=generator).tolist()
-        return reference_videos(
-            seeds, frames, start=starts, config=SpriteVideoConfig(height=size, width=size)
-        )
+        return reference_videos(seeds, frames, start=starts, config=process)
     from safetensors.torch import load_file
 
     path = Path(ns.data)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         K = ns.context if ns.context is not None else int(cfg.max_context_frames)
         scheduler = make_scheduler(ns.scheduler, shift=ns.shift, model_folder=folder)
         generator = torch.Generator().manual_seed(ns.seed)
-        clips = _clips(ns, model, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(ns.device)
+        clips = _clips(ns, folder, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(ns.device)
         context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
         bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
         result = calibrate(

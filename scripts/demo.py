@@ -90,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         load_video,
         seed_folder,
     )
-    from vidfix.pipelines.factory import load_calibration, load_denoiser, make_scheduler, parse_seeds
+    from vidfix.pipelines.factory import (
+        load_calibration,
+        load_denoiser,
+        make_scheduler,
+        parse_seeds,
+        sprite_process_config,
+    )
     from vidfix.pipelines.reports import drift_summary, format_drift_summary, plot_calibration, plot_drift
     from vidfix.pipelines.video import side_by_side, write_mp4
     from vidfix.scripts._common import progress_bar
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         K, F = config.context_frames, config.chunk_frames
         scheduler = make_scheduler(ns.scheduler, model_folder=folder)
         process = _real_process() if type(model).__name__ == "ReferenceVideoModel" else None
-        sprites = process.SpriteVideoConfig(height=size, width=size) if process is not None else None
+        sprites = sprite_process_config(folder, size) if process is not None else None
 
         # Coefficients: given, shipped with the model, or measured now on real (context, chunk) clips.
         shipped = folder / f"calibration_{ns.scheduler}_{ns.steps}.json"
