@@ -38,6 +38,7 @@ from vidfix.pipelines.sampler import (
     merge_chunk,
     renoise_context,
     sample_video,
+    video_teacher,
 )
 from vidfix.pipelines.stabilize import (
     SUPPORTED_PIPELINES,
@@ -83,4 +84,5 @@ __all__ = [
     "seed_folder",
     "stabilize",
     "stabilized",
+    "video_teacher",
 ]

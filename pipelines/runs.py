@@ -47,6 +47,7 @@ from vidfix.pipelines.sampler import (
     sample_video,
 )
 
+from vidfix.bands import Dims
 from vidfix.protocols import Corrector, Denoiser
 from vidfix.tap import original_class
 from vidfix.tracker import DriftTracker
@@ -301,7 +302,7 @@ def generate_videos(
     callback: StepCallback | None = None,
     on_chunk: ChunkCallback | Sequence[ChunkCallback] = (),
     progress: Callable[[int, int], None] | None = None,
-    tracker_dims: str = "3d",
+    tracker_dims: Dims = "3d",
 ) -> list[dict[str, Any]]:
     """Generate one video per seed into ``out_dir/seed_XXXXXX/``, checkpointing every chunk; resumable.
 
@@ -368,7 +369,7 @@ def generate_videos(
             if group_ctx is not None and not done_chunks:
                 for b in idx:
                     folders[b].save_start_context(ctx[b])  # type: ignore[index]
-            trackers = [DriftTracker(dims=tracker_dims) for _ in idx]  # type: ignore[arg-type]
+            trackers = [DriftTracker(dims=tracker_dims) for _ in idx]
             writer = _writer([folders[b] for b in idx], trackers, config, group_ctx)
             base = steps_before  # sample_video counts the resumed chunks' steps as done
             steps_before += len(starts) * config.num_steps * len(idx)

@@ -59,6 +59,7 @@ __all__ = [
     "merge_chunk",
     "renoise_context",
     "sample_video",
+    "video_teacher",
 ]
 
 StepCallback = Callable[[dict[str, Any]], None]
@@ -273,6 +274,22 @@ def context_before(prefix: Tensor, video: Tensor, start: int, count: int) -> Ten
         return None
     c = torch.cat([prefix, video[:, :, :start]], 2)[:, :, -count:]  # (B, C, <= count, H, W)
     return c if c.shape[2] > 0 else None
+
+
+def video_teacher(real: Tensor, *, offset: int = 0) -> Teacher:
+    """Teacher forcing from real frames ``(B, C, T, H, W)`` whose frame ``offset`` is generated frame 0: each
+    chunk's context is ``real[:, :, offset + start - count : offset + start]`` (fewer frames at the start)."""
+    check_latents(real, "real", ranks=(5,))
+
+    def teacher(chunk: int, start: int, count: int) -> Tensor:
+        hi = offset + start
+        if hi > real.shape[2]:
+            raise ValueError(
+                f"chunk {chunk} needs real frames up to {hi}; the real video has {real.shape[2]}"
+            )
+        return real[:, :, max(0, hi - count) : hi]
+
+    return teacher
 
 
 def _given_context(c: Tensor, count: int, like: Tensor) -> Tensor | None:

@@ -16,6 +16,7 @@ from vidfix.pipelines import (
     match_statistics,
     merge_chunk,
     sample_video,
+    video_teacher,
 )
 
 from vidfix import DCW, DriftTracker, EpsScaling, Identity
@@ -143,15 +144,21 @@ def test_teacher_forcing_supplies_the_given_frames(model: TinyChunkDenoiser) -> 
     real = torch.randn(2, 3, 40, 8, 8, generator=torch.Generator().manual_seed(9))
     asked: list[tuple[int, int, int]] = []
 
+    real_frames = video_teacher(real, offset=10)  # 10 real frames before the generated video
+
     def teacher(k: int, start: int, count: int) -> torch.Tensor | None:
         asked.append((k, start, count))
-        return real[:, :, 10 + start - count : 10 + start]  # real frames with 10 frames before the video
+        return real_frames(k, start, count)
 
     cfg = config()
     sample_video(spy, euler(), cfg, generators=gens(1, 2), teacher=teacher)
     assert [a[1] for a in asked] == chunk_starts(cfg)
     for k, start in enumerate(chunk_starts(cfg)):
         assert torch.equal(spy.contexts[k * cfg.num_steps], real[:, :, 8 + start : 10 + start])
+    with pytest.raises(ValueError, match="real video has 40"):
+        sample_video(
+            spy, euler(), config(num_frames=40), generators=gens(1, 2), teacher=video_teacher(real, offset=10)
+        )
 
 
 def test_start_context_conditions_the_first_chunk(model: TinyChunkDenoiser) -> None:
