@@ -1,13 +1,13 @@
-"""Build the sampler's parts from names: seeds, schedulers, correctors and models in folders.
+"""Build the chunked sampler's parts from names: seeds, schedulers and models in folders.
 
-What the command-line tools (and benchmarks) share, so each script only parses arguments. Latents are
-``(B, C, F, H, W)``.
+What the command-line tools (and benchmarks) share, so each script only parses arguments; correctors come
+from :func:`vidfix.pipelines.diffusers_run.make_corrector` (the same options as ``--pipeline`` runs).
+Latents are ``(B, C, F, H, W)``.
 
 Example:
     >>> parse_seeds("0,3,5-7")
     [0, 3, 5, 6, 7]
     >>> scheduler = make_scheduler("unipc", shift=3.0)                         # doctest: +SKIP
-    >>> corrector = make_corrector("dcw", low=0.01, spatial=-0.005)           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,22 +22,12 @@ from typing import Any, Literal, TypeAlias, get_args
 import torch
 
 from vidfix._checks import check_choice
-from vidfix.bands import Dims
-from vidfix.calibration import CalibrationResult
-from vidfix.correctors import DCW, EpsScaling
-from vidfix.protocols import Corrector
 
 __all__ = [
-    "COEFFICIENT_SCHEDULES",
-    "CORRECTORS",
     "SCHEDULERS",
-    "CoefficientSchedule",
-    "CorrectorName",
     "SchedulerName",
     "describe_model",
-    "load_calibration",
     "load_denoiser",
-    "make_corrector",
     "make_scheduler",
     "parse_seeds",
     "reference_model_folder",
@@ -45,11 +35,7 @@ __all__ = [
 ]
 
 SchedulerName: TypeAlias = Literal["euler", "unipc"]
-CorrectorName: TypeAlias = Literal["none", "dcw", "dcw2d", "eps"]
-CoefficientSchedule: TypeAlias = Literal["paper", "constant", "sigma", "inverse_sigma"]
 SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
-CORRECTORS: tuple[CorrectorName, ...] = get_args(CorrectorName)
-COEFFICIENT_SCHEDULES: tuple[CoefficientSchedule, ...] = get_args(CoefficientSchedule)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -127,64 +113,6 @@ def make_scheduler(
     return UniPCMultistepScheduler(
         num_train_timesteps=T, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
     )
-
-
-def load_calibration(path: str | os.PathLike[str], *, strength: float = 1.0) -> DCW:
-    """The DCW a calibration file (``vidfix calibrate``, :meth:`CalibrationResult.save`) describes."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"calibration file {str(p)!r} does not exist")
-    data = json.loads(p.read_text())
-    if data.get("type") != "vidfix-calibration":
-        raise ValueError(f"{p} is not a vidfix calibration file (missing type 'vidfix-calibration')")
-    if "dcw" in data:
-        return DCW.from_dict(data["dcw"], strength=strength)
-    return CalibrationResult.load(p).to_dcw(strength=strength)
-
-
-def make_corrector(
-    name: CorrectorName,
-    *,
-    low: float = 0.0,
-    spatial: float = 0.0,
-    temporal: float = 0.0,
-    schedule: CoefficientSchedule = "paper",
-    eps_scale: float = 1.005,
-    strength: float = 1.0,
-    calibration: str | os.PathLike[str] | None = None,
-) -> Corrector | None:
-    """A corrector by name: ``none`` (None), ``dcw`` (3D over F, H, W), ``dcw2d`` (per frame, the paper's
-    form), ``eps`` (epsilon scaling by ``eps_scale``). ``calibration`` reads measured DCW coefficients
-    from a file instead (for ``dcw``/``dcw2d``; its own dims win). ``schedule="paper"`` is ``s`` for the
-    low band and ``1 - s`` for detail; the other names apply one schedule to every group.
-    """
-    check_choice("corrector", name, CORRECTORS)
-    check_choice("coefficient schedule", schedule, COEFFICIENT_SCHEDULES)
-    given = any(v != 0.0 for v in (low, spatial, temporal))
-    if calibration is not None:
-        if name not in ("dcw", "dcw2d"):
-            raise ValueError(
-                f"a calibration file gives DCW coefficients; it does not apply to corrector {name!r}"
-            )
-        if given:
-            raise ValueError(
-                "give either a calibration file or coefficients (low/spatial/temporal), not both"
-            )
-        return load_calibration(calibration, strength=strength)
-    if name == "none":
-        return None
-    if name == "eps":
-        return EpsScaling(scale=eps_scale)
-    if not given:
-        raise ValueError(
-            f"corrector {name!r} needs coefficients (low, spatial, temporal; their sign depends on the model, "
-            "so measure it with `vidfix calibrate`) or a calibration file"
-        )
-    schedules: dict[str, Any] = {}
-    if schedule != "paper":
-        schedules = {f"{g}_schedule": schedule for g in ("low", "spatial", "temporal")}
-    dims: Dims = "2d" if name == "dcw2d" else "3d"
-    return DCW(low=low, spatial=spatial, temporal=temporal, dims=dims, strength=strength, **schedules)
 
 
 def _resolve_class(spec: str) -> type:

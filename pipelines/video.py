@@ -1,13 +1,13 @@
 """Write generated videos as .mp4 files (and side by side), for people to look at.
 
 Videos here are one video ``(C, F, H, W)`` with C = 3 (RGB) or 1 (grey), values in ``value_range``.
-Uses :func:`vidfix.metrics.write_video` when the metrics package provides it, else PyAV directly (libx264).
+Uses :func:`vidfix.metrics.write_video` when the metrics package provides it, else the diffusers runner's
+H.264 writer (:func:`vidfix.pipelines.diffusers_run.write_video`).
 """
 
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -63,21 +63,9 @@ def write_mp4(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        from vidfix.metrics import write_video  # type: ignore[attr-defined]
+        from vidfix.metrics import write_video  # the metrics package's writer, where this build has it
     except ImportError:
-        write_video = None
-    if write_video is not None:
-        return Path(write_video(out, frames, fps=fps))
-    import av
+        from vidfix.pipelines.diffusers_run import write_video as write_float
 
-    with av.open(str(out), mode="w") as container:
-        stream = container.add_stream(
-            "libx264", rate=Fraction(fps).limit_denominator(1001), options={"crf": "18"}
-        )
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return out
+        return write_float(frames.astype(np.float32) / 255.0, out, fps=round(fps))
+    return Path(write_video(out, frames, fps=fps))

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         load_video,
         seed_folder,
     )
+    from vidfix.pipelines.diffusers_run import make_corrector
     from vidfix.pipelines.factory import (
-        load_calibration,
         load_denoiser,
         make_scheduler,
         parse_seeds,
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         shipped = folder / f"calibration_{ns.scheduler}_{ns.steps}.json"
         cal_path = Path(ns.calibration) if ns.calibration else shipped if shipped.is_file() else None
         if cal_path is not None:
-            corrector = load_calibration(cal_path)
+            corrector = make_corrector("dcw", calibration=cal_path)
             cal_note = f"coefficients from {cal_path}"
         else:
             if process is None:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.close()
                 result.save(cal_path)
                 plot_calibration(result, cal_path.with_suffix(".png"))
-            corrector = load_calibration(cal_path)
+            corrector = make_corrector("dcw", calibration=cal_path)
             cal_note = f"coefficients measured on procedural seeds {_TUNING_SEEDS[0]}-{_TUNING_SEEDS[-1]}: {cal_path}"
 
         # The same seeds, uncorrected and corrected, from the same real start frames.

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 __all__ = ["SUMMARY", "build_parser", "main"]
 
@@ -32,7 +32,8 @@ number of processes or on the other seeds."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vidfix.pipelines.factory import COEFFICIENT_SCHEDULES, CORRECTORS, SCHEDULERS
+    from vidfix.pipelines.diffusers_run import CorrectorKind, ScheduleName
+    from vidfix.pipelines.factory import SCHEDULERS
 
     p = argparse.ArgumentParser(
         prog="vidfix generate",
@@ -72,30 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="timestep shift (default: the model folder's scheduler_config.json, else 1)",
     )
-    g.add_argument("--corrector", default="none", help=f"one of {', '.join(CORRECTORS)} (default none)")
-    g.add_argument("--low", type=float, default=0.0, help="DCW coefficient of the low band")
-    g.add_argument("--spatial", type=float, default=0.0, help="DCW coefficient of the spatial detail bands")
     g.add_argument(
-        "--temporal", type=float, default=0.0, help="DCW coefficient of the temporal detail bands (3D)"
+        "--corrector", default="none", help=f"one of {', '.join(get_args(CorrectorKind))} (default none)"
     )
+    g.add_argument("--low", type=float, help="DCW coefficient of the low band")
+    g.add_argument("--spatial", type=float, help="DCW coefficient of the spatial detail bands")
+    g.add_argument("--temporal", type=float, help="DCW coefficient of the temporal detail bands (3D)")
     g.add_argument(
         "--schedule",
         default="paper",
-        help=f"DCW coefficient schedule: {', '.join(COEFFICIENT_SCHEDULES)} (default paper: s for low, 1-s for detail)",
+        help=f"DCW coefficient schedule: {', '.join(get_args(ScheduleName))} (default paper: s for low, 1-s for detail)",
     )
     g.add_argument(
         "--eps-scale",
         type=float,
-        default=1.005,
-        help="epsilon-scaling factor for --corrector eps (default 1.005)",
+        help="epsilon-scaling factor for --corrector eps (published: 1.0006 to 1.017)",
     )
     g.add_argument(
         "--calibration",
         metavar="FILE",
         help="DCW coefficients measured by `vidfix calibrate` (implies --corrector dcw)",
-    )
-    g.add_argument(
-        "--strength", type=float, default=1.0, help="multiplier on the DCW coefficients (default 1)"
     )
     g = p.add_argument_group("baselines")
     g.add_argument(
@@ -179,13 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
     from tqdm.auto import tqdm
     from vidfix.pipelines import SamplerConfig, ensure_writable, generate_videos, load_video, run_spec
-    from vidfix.pipelines.factory import (
-        describe_model,
-        load_denoiser,
-        make_corrector,
-        make_scheduler,
-        parse_seeds,
-    )
+    from vidfix.pipelines.diffusers_run import make_corrector
+    from vidfix.pipelines.factory import describe_model, load_denoiser, make_scheduler, parse_seeds
     from vidfix.pipelines.multiprocess import ProcessError, batches_of, run_split
     from vidfix.pipelines.runs import RunFolderError
     from vidfix.pipelines.sampler import NonFiniteChunkError
@@ -216,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         name = "dcw" if ns.calibration and ns.corrector == "none" else ns.corrector
         corrector = make_corrector(
             name, low=ns.low, spatial=ns.spatial, temporal=ns.temporal, schedule=ns.schedule,
-            eps_scale=ns.eps_scale, strength=ns.strength, calibration=ns.calibration,
+            eps_scale=ns.eps_scale, calibration=ns.calibration,
         )  # fmt: skip
         model_info = describe_model(model, folder)
         spec = run_spec(config, scheduler, corrector, model=model_info, dtype=dtype)

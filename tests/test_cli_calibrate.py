@@ -10,7 +10,7 @@ import torch
 from _tiny_models import TinyChunkDenoiser
 from safetensors.torch import save_file
 from vidfix.pipelines import load_video
-from vidfix.pipelines.factory import load_calibration
+from vidfix.pipelines.diffusers_run import make_corrector
 from vidfix.scripts import calibrate as cal
 from vidfix.scripts import generate as gen
 
@@ -48,7 +48,7 @@ def test_calibrate_then_generate(model_dir: Path, tmp_path: Path, capsys: pytest
         result.num_steps == 4 and result.samples == 3 and set(result.groups) == {"low", "spatial", "temporal"}
     )
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    dcw = load_calibration(out)
+    dcw = make_corrector("dcw", calibration=out)
     assert dcw.to_dict() == json.loads(out.read_text())["dcw"]
 
     run = tmp_path / "run"
@@ -70,7 +70,7 @@ def test_calibrate_then_generate(model_dir: Path, tmp_path: Path, capsys: pytest
     assert manifest["spec"]["corrector"] == dcw.to_dict()
     assert load_video(run / "seed_000000").shape == (3, 8, 8, 8)
     assert gen.main([*argv[:-2], "--corrector", "eps", "--out", str(tmp_path / "r2")]) == 2
-    assert "does not apply to corrector 'eps'" in capsys.readouterr().err
+    assert "need --corrector dcw or dcw2d, not 'eps'" in capsys.readouterr().err
 
 
 def test_bad_data_is_a_clear_error(

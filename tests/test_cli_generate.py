@@ -11,7 +11,7 @@ import pytest
 import torch
 from _tiny_models import TinyChunkDenoiser
 from vidfix.pipelines import load_video
-from vidfix.pipelines.factory import make_corrector, make_scheduler, parse_seeds
+from vidfix.pipelines.factory import make_scheduler, parse_seeds
 from vidfix.scripts import cli
 from vidfix.scripts import generate as gen
 
@@ -59,18 +59,11 @@ def test_parse_seeds() -> None:
             parse_seeds(bad)
 
 
-def test_factory_names_are_checked() -> None:
+def test_scheduler_names_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown scheduler 'ddim'; allowed: 'euler', 'unipc'"):
         make_scheduler("ddim")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown corrector 'foo'; allowed: 'none', 'dcw', 'dcw2d', 'eps'"):
-        make_corrector("foo")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="needs coefficients"):
-        make_corrector("dcw")
-    assert make_corrector("dcw2d", low=0.01).dims == "2d"  # type: ignore[union-attr]
-    assert make_corrector("dcw", spatial=0.01, schedule="constant").to_dict()["schedules"]["low"] == {
-        "kind": "constant"
-    }  # type: ignore[union-attr]
     assert make_scheduler("unipc", shift=3.0).config.flow_shift == 3.0
+    assert make_scheduler("euler", shift=2.0).config.shift == 2.0
 
 
 def test_end_to_end_writes_the_expected_files(model_dir: Path, tmp_path: Path) -> None:
@@ -110,12 +103,12 @@ def test_resume_and_refusals(model_dir: Path, tmp_path: Path, capsys: pytest.Cap
     [
         (["--scheduler", "ddim"], "unknown scheduler 'ddim'; allowed: 'euler', 'unipc'"),
         (["--corrector", "magic"], "unknown corrector 'magic'; allowed"),
-        (["--corrector", "dcw"], "needs coefficients"),
+        (["--corrector", "dcw"], "needs nonzero --low"),
         (["--chunk", "5"], "exactly 4 frames"),
         (["--context", "3"], "at most 2 context frames"),
         (["--frames", "3"], "must be >= chunk_frames"),
         (["--seeds", "5-1"], "bad seed range"),
-        (["--calibration", "missing.json"], "does not exist"),
+        (["--calibration", "missing.json"], "missing.json"),
     ],
 )
 def test_bad_input_is_a_clear_error(
