@@ -127,6 +127,16 @@ def test_unwritable_output_folder(
 
 
 @pytest.mark.skipif(
+    importlib.util.find_spec("vidfix.scripts.generate_pipeline") is None,
+    reason="no pipeline front end in this build",
+)
+def test_pipeline_runs_are_delegated(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        gen.main(["--pipeline", "wan", "--help"])
+    assert info.value.code == 0 and "--prompt" in capsys.readouterr().out  # the pipeline front end's options
+
+
+@pytest.mark.skipif(
     importlib.util.find_spec("vidfix.scripts.generate_pipeline") is not None,
     reason="the pipeline front end exists",
 )
