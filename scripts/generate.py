@@ -28,7 +28,7 @@ _EXAMPLES = """examples:
 
 Each seed gets OUT/seed_XXXXXX/ with video.safetensors ("video": (C, F, H, W)), video.mp4, drift.json and
 per-chunk checkpoints; OUT/manifest.json lists every video. The video of seed k does not depend on the
-number of processes or on the other seeds."""
+number of processes (seeds are batched before they are shared out), nor, at --batch-size 1, on the other seeds."""
 
 
 def build_parser() -> argparse.ArgumentParser:
