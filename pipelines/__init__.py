@@ -1,5 +1,10 @@
 """vidfix.pipelines: chunked long-video sampler, diffusers wrappers, multi-process runs, the reference model.
 
+Latents are ``(B, C, F, H, W)``. The chunked sampler (any chunk denoiser, any supported scheduler):
+
+    >>> from vidfix.pipelines import SamplerConfig, sample_video
+    >>> video = sample_video(model, scheduler, config, generators=gens, corrector=dcw)   # doctest: +SKIP
+
 Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
 
     >>> from vidfix import DCW
@@ -9,6 +14,32 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
 
 from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 from vidfix.pipelines.ltx import LTXTokens
+from vidfix.pipelines.runs import (
+    RunFolder,
+    RunFolderError,
+    ensure_writable,
+    generate_videos,
+    load_video,
+    run_spec,
+    seed_folder,
+)
+from vidfix.pipelines.sampler import (
+    ChunkCallback,
+    NonFiniteChunkError,
+    SamplerConfig,
+    SamplerState,
+    StepCallback,
+    Teacher,
+    channel_stats,
+    check_denoiser,
+    chunk_starts,
+    context_before,
+    match_statistics,
+    merge_chunk,
+    renoise_context,
+    sample_video,
+    video_teacher,
+)
 from vidfix.pipelines.stabilize import (
     SUPPORTED_PIPELINES,
     ChunkRecord,
@@ -21,15 +52,37 @@ from vidfix.pipelines.stabilize import (
 
 __all__ = [
     "SUPPORTED_PIPELINES",
+    "ChunkCallback",
     "ChunkRecord",
     "GenerateConfig",
     "LTXTokens",
+    "NonFiniteChunkError",
     "PipelineSpec",
+    "RunFolder",
+    "RunFolderError",
+    "SamplerConfig",
+    "SamplerState",
     "Stabilized",
+    "StepCallback",
+    "Teacher",
+    "channel_stats",
+    "check_denoiser",
+    "chunk_starts",
+    "context_before",
+    "ensure_writable",
     "generate",
+    "generate_videos",
     "load_pipeline",
+    "load_video",
     "make_corrector",
+    "match_statistics",
+    "merge_chunk",
     "pipeline_spec",
+    "renoise_context",
+    "run_spec",
+    "sample_video",
+    "seed_folder",
     "stabilize",
     "stabilized",
+    "video_teacher",
 ]

@@ -1,0 +1,166 @@
+"""``vidfix calibrate``: measure a model's SNR-t bias on its own real context frames; write DCW coefficients.
+
+Thin: parse arguments, cut real clips into (context, chunk) pairs, call :func:`vidfix.calibration.calibrate`,
+write the coefficient file ``vidfix generate --calibration`` reads and a PNG of the per-step curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SUMMARY", "build_parser", "main"]
+
+SUMMARY = "measure a model's SNR-t bias on real context frames and write DCW coefficients"
+
+_EXAMPLES = """examples:
+  vidfix calibrate --steps 16 --out calibration.json              # shipped reference model, its procedural video
+  vidfix calibrate --scheduler unipc --steps 16 --dims 2d --out calibration_unipc_2d.json
+  vidfix calibrate --model my_model --data clips.safetensors --steps 20 --out my_calibration.json
+  vidfix generate --frames 128 --seeds 0-7 --calibration calibration.json --out runs/calibrated
+
+Real frames: by default clips of the reference model's procedural video process (seeds --seeds, which
+should not be the seeds you evaluate on); or --data FILE.safetensors holding "video" (B, C, T, H, W) or
+(C, T, H, W). Each clip gives K context frames and the F-frame chunk after them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vidfix.pipelines.factory import SCHEDULERS
+
+    p = argparse.ArgumentParser(
+        prog="vidfix calibrate",
+        description="Measure the SNR-t bias of a chunk denoiser per step and band group; write signed DCW coefficients.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped reference model)")
+    p.add_argument(
+        "--model-class",
+        metavar="MODULE:CLASS",
+        help="model class, when config.json's is not in vidfix or diffusers",
+    )
+    p.add_argument("--scheduler", default="euler", help=f"one of {', '.join(SCHEDULERS)} (default euler)")
+    p.add_argument("--shift", type=float, help="timestep shift (default: the model folder's, else 1)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=16,
+        help="solver steps to calibrate for (default 16; use the same in generate)",
+    )
+    p.add_argument(
+        "--dims", default="3d", choices=("3d", "2d"), help="3d (F, H, W) or 2d per-frame bands (default 3d)"
+    )
+    p.add_argument(
+        "--data", default="procedural", metavar="procedural|FILE", help="real frames (default procedural)"
+    )
+    p.add_argument(
+        "--seeds", default="1000-1007", help="procedural video seeds, one clip each (default 1000-1007)"
+    )
+    p.add_argument("--clips", type=int, default=8, help="clips cut from --data FILE (default 8)")
+    p.add_argument("--chunk", type=int, help="frames per chunk (default: the model's chunk_frames)")
+    p.add_argument("--context", type=int, help="context frames (default: the model's max_context_frames)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the clip positions and calibration noise (default 0)"
+    )
+    p.add_argument(
+        "--chain", action="store_true", help="also measure the full reverse chain (the paper's Fig. 1c)"
+    )
+    p.add_argument("--out", default="calibration.json", help="coefficient file (default calibration.json)")
+    p.add_argument("--plot", help="PNG of the per-step curves (default: --out with .png)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generator: Any) -> Any:
+    """Real clips ``(B, C, frames, H, W)``."""
+    import torch
+    from vidfix.pipelines.factory import parse_seeds, sprite_process_config
+
+    if ns.data == "procedural":
+        try:
+            from vidfix.pipelines.reference_data import reference_videos
+
+            process = sprite_process_config(folder, size)
+        except ImportError as err:
+            raise ValueError(
+                f"the procedural video process is not in this build ({err}); pass --data FILE"
+            ) from err
+        seeds = parse_seeds(ns.seeds)
+        starts = torch.randint(0, 10_000, (len(seeds),), generator=generator).tolist()
+        return reference_videos(seeds, frames, start=starts, config=process)
+    from safetensors.torch import load_file
+
+    path = Path(ns.data)
+    if not path.is_file():
+        raise FileNotFoundError(f"--data file {str(path)!r} does not exist")
+    tensors = load_file(str(path))
+    if "video" not in tensors:
+        raise ValueError(f"{path} holds {sorted(tensors)}; expected a tensor named 'video' (B, C, T, H, W)")
+    video = tensors["video"].float()
+    video = video[None] if video.dim() == 4 else video  # (B, C, T, H, W)
+    if video.dim() != 5 or video.shape[2] < frames:
+        raise ValueError(
+            f"'video' in {path} has shape {tuple(video.shape)}; need (B, C, T >= {frames}, H, W)"
+        )
+    items = torch.randint(0, video.shape[0], (ns.clips,), generator=generator).tolist()
+    starts = torch.randint(0, video.shape[2] - frames + 1, (ns.clips,), generator=generator).tolist()
+    return torch.stack(
+        [video[b, :, s : s + frames] for b, s in zip(items, starts)]
+    )  # (clips, C, frames, H, W)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+
+    import torch
+    from vidfix.pipelines.factory import load_denoiser, make_scheduler
+    from vidfix.pipelines.reports import plot_calibration
+    from vidfix.pipelines.runs import ensure_writable
+    from vidfix.scripts._common import progress_bar
+
+    from vidfix.calibration import calibrate
+
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
+    try:
+        out = Path(ns.out)
+        ensure_writable(out.parent)
+        model, folder = load_denoiser(ns.model, model_class=ns.model_class, device=ns.device)
+        cfg = model.config
+        F = ns.chunk if ns.chunk is not None else int(cfg.chunk_frames)
+        K = ns.context if ns.context is not None else int(cfg.max_context_frames)
+        scheduler = make_scheduler(ns.scheduler, shift=ns.shift, model_folder=folder)
+        generator = torch.Generator().manual_seed(ns.seed)
+        clips = _clips(ns, folder, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(ns.device)
+        context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
+        bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
+        result = calibrate(
+            model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
+            chain=ns.chain, generator=generator, progress=progress,
+        )  # fmt: skip
+        bar.close()
+        result.save(out)
+        plot = plot_calibration(result, ns.plot or out.with_suffix(".png"))
+    except (ValueError, TypeError, OSError) as err:
+        print(f"vidfix calibrate: error: {err}", file=sys.stderr)
+        return 2
+    print(f"calibrated {result.scheduler}, {result.num_steps} steps, {result.dims}, on {result.samples} clips "
+          f"({result.model_calls} model calls)")  # fmt: skip
+    for g in result.groups:
+        fit = result.fit[g]
+        print(f"  {g:<9} coefficient per step: {' '.join(f'{v:+.3f}' for v in result.lam[g])}")
+        print(
+            f"  {'':<9} best parametric fit: {fit['schedule']} x {fit['coefficient']:+.4f} (r2 {fit['r2']:.2f})"
+        )
+    print(
+        f"wrote {out} (use: vidfix generate --calibration {out} --steps {ns.steps} --scheduler {ns.scheduler}) and {plot}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""``vidfix calibrate``: a coefficient file and plot from real clips, read back by ``vidfix generate --calibration``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from _tiny_models import TinyChunkDenoiser
+from safetensors.torch import save_file
+from vidfix.pipelines import load_video
+from vidfix.pipelines.diffusers_run import make_corrector
+from vidfix.scripts import calibrate as cal
+from vidfix.scripts import generate as gen
+
+from vidfix.calibration import CalibrationResult
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    TinyChunkDenoiser().save_pretrained(folder)
+    return folder
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cal.main(["--help"])
+    assert (
+        info.value.code == 0
+        and "vidfix calibrate --steps 16 --out calibration.json" in capsys.readouterr().out
+    )
+
+
+def test_calibrate_then_generate(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "clips.safetensors"
+    save_file(
+        {"video": torch.rand(2, 3, 12, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1}, str(data)
+    )
+    out = tmp_path / "cal" / "calibration.json"
+    tiny = ["--model", str(model_dir), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress"]
+    assert cal.main([*tiny, "--data", str(data), "--clips", "3", "--steps", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "coefficient per step" in printed and "--calibration" in printed
+    result = CalibrationResult.load(out)
+    assert (
+        result.num_steps == 4 and result.samples == 3 and set(result.groups) == {"low", "spatial", "temporal"}
+    )
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dcw = make_corrector("dcw", calibration=out)
+    assert dcw.to_dict() == json.loads(out.read_text())["dcw"]
+
+    run = tmp_path / "run"
+    argv = [
+        *tiny,
+        "--frames",
+        "8",
+        "--steps",
+        "4",
+        "--seeds",
+        "0",
+        "--calibration",
+        str(out),
+        "--out",
+        str(run),
+    ]
+    assert gen.main(argv) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["spec"]["corrector"] == dcw.to_dict()
+    assert load_video(run / "seed_000000").shape == (3, 8, 8, 8)
+    assert gen.main([*argv[:-2], "--corrector", "eps", "--out", str(tmp_path / "r2")]) == 2
+    assert "need --corrector dcw or dcw2d, not 'eps'" in capsys.readouterr().err
+
+
+def test_bad_data_is_a_clear_error(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "short.safetensors"
+    save_file({"video": torch.zeros(1, 3, 4, 8, 8)}, str(data))
+    tiny = ["--model", str(model_dir), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress"]
+    assert cal.main([*tiny, "--data", str(data), "--out", str(tmp_path / "c.json")]) == 2
+    assert "need (B, C, T >= 6, H, W)" in capsys.readouterr().err
