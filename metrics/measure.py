@@ -1,0 +1,498 @@
+"""Measure a video, frame by frame, in one streaming pass: every per-frame metric, features and lag SSIM.
+
+A video is a file path (decoded in batches by :func:`vidfix.metrics.iter_video`), or an array/tensor in a stated
+layout (:mod:`vidfix.metrics.layout`). :func:`measure` returns a :class:`VideoMetrics`: one float64 series
+``(T,)`` per metric (the registry :data:`METRICS` says what each is, its unit and its direction), the frame
+feature vectors used for Frechet distances, and the mean SSIM of frame pairs at each lag.
+
+**Analysis grid.** Statistics are computed on every ``subsample``-th row and column of each frame (a regular
+grid of point samples, no filtering). ``"auto"`` picks ``max(1, min(H, W) // 160)``, the largest step that keeps
+at least 160 grid rows: 1 below 320 px, 2 at 360p, 3 at 480p, 4 at 720p, 6 at 1080p (grids of 160-320 rows, the
+scale most video metrics resize to). Pixel statistics (means, stds, percentiles, clipping, saturation, Lab,
+flicker) on such a grid are unbiased estimates of the full-frame ones; sharpness, wavelet shares and SSIM are
+measured at the grid's scale (blur still lowers them; aliasing is the same in every frame). ``subsample=1``
+uses every pixel. This is what lets the metrics keep up with decoding (``vidfix bench metrics``).
+
+**Anchors.** SSIM and LPIPS compare each frame with the first analysed frame; ``delta_e`` compares each frame's
+mean Lab with the mean Lab of the first ``anchor_frames`` frames (the first chunk, when a chunk length is known).
+Metrics of adjacent frames (``flicker``, ``lpips_adjacent``) are NaN on the first frame. Lags count analysed frames
+(after ``stride``); the lag curve averages the pairs ``(t - k, t)`` for every ``lag_every``-th frame ``t``.
+
+Example:
+    >>> vm = measure("clip.mp4", stride=2)                              # doctest: +SKIP
+    >>> vm.series["luma_mean"][-1] - vm.series["luma_mean"][0]          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from vidfix.metrics.color import color_stats, delta_e
+from vidfix.metrics.io import Backend, iter_video, probe, select_indices
+from vidfix.metrics.layout import Layout, as_frames, check_frames
+from vidfix.metrics.perceptual import LPIPSModel, lpips_distance, resize_short_side
+from vidfix.metrics.sharpness import laplacian_variance, wavelet_energy_shares
+from vidfix.metrics.similarity import block_moments, flicker, ssim_from_moments
+
+__all__ = [
+    "DEFAULT_LAGS",
+    "FEATURE_NAMES",
+    "METRICS",
+    "WAVELET_LEVELS",
+    "MetricInfo",
+    "VideoMetrics",
+    "auto_subsample",
+    "frame_stats",
+    "measure",
+    "with_anchor",
+]
+
+DEFAULT_LAGS: tuple[int, ...] = (2, 5, 10, 20, 50)
+WAVELET_LEVELS = 3
+_GRID_SIDE = 160  # "auto" keeps at least this many grid rows (short side)
+_MIN_SIDE = 16  # smallest analysis grid side: SSIM blocks and 3 wavelet levels need room
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a per-frame metric is: unit, one-line meaning, and what a rise means."""
+
+    unit: str
+    description: str
+    rise: str  # what an increase over time means, e.g. "brighter"
+    kind: Literal["statistic", "anchor", "adjacent"] = "statistic"
+
+
+METRICS: dict[str, MetricInfo] = {
+    "mean_r": MetricInfo("0-1", "mean red (sRGB)", "redder"),
+    "mean_g": MetricInfo("0-1", "mean green (sRGB)", "greener"),
+    "mean_b": MetricInfo("0-1", "mean blue (sRGB)", "bluer"),
+    "std_r": MetricInfo("0-1", "std of red", "more red contrast"),
+    "std_g": MetricInfo("0-1", "std of green", "more green contrast"),
+    "std_b": MetricInfo("0-1", "std of blue", "more blue contrast"),
+    "lab_l": MetricInfo("L*", "mean CIELAB lightness", "lighter"),
+    "lab_a": MetricInfo("a*", "mean CIELAB a* (green - / red +)", "redder (magenta cast)"),
+    "lab_b": MetricInfo("b*", "mean CIELAB b* (blue - / yellow +)", "yellower (warm cast)"),
+    "delta_e": MetricInfo(
+        "dE76", "CIE76 distance of mean Lab to the anchor frames", "colour moved away", "anchor"
+    ),
+    "contrast": MetricInfo("L*", "std of L* over pixels", "more contrast"),
+    "luma_mean": MetricInfo("0-1", "mean Rec.709 luma", "brighter"),
+    "luma_p99": MetricInfo("0-1", "99th percentile of luma", "brighter highlights"),
+    "clip_high": MetricInfo("fraction", "pixels with a channel at 255", "more blown highlights"),
+    "clip_low": MetricInfo("fraction", "pixels with a channel at 0", "more crushed shadows"),
+    "saturation": MetricInfo("0-1", "mean HSV saturation", "more saturated"),
+    "sharpness": MetricInfo("255^2", "variance of the Laplacian of luma", "sharper / noisier"),
+    "wavelet_l1": MetricInfo("share", "AC energy share, Haar detail level 1 (finest)", "more fine detail"),
+    "wavelet_l2": MetricInfo("share", "AC energy share, Haar detail level 2", "more mid detail"),
+    "wavelet_l3": MetricInfo("share", "AC energy share, Haar detail level 3", "more coarse detail"),
+    "flicker": MetricInfo(
+        "0-1", "VBench temporal flickering vs previous frame (1 = still)", "steadier", "adjacent"
+    ),
+    "ssim": MetricInfo(
+        "0-1", "SSIM (8x8 blocks) of luma to the first frame", "closer to the first frame", "anchor"
+    ),
+    "lpips_anchor": MetricInfo("LPIPS", "LPIPS to the first frame", "further from the first frame", "anchor"),
+    "lpips_adjacent": MetricInfo("LPIPS", "LPIPS to the previous frame", "less steady", "adjacent"),
+}
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "std_r",
+    "std_g",
+    "std_b",
+    "lab_l",
+    "lab_a",
+    "lab_b",
+    "contrast",
+    "saturation",
+    "luma_p99",
+    "log_sharpness",
+    "wavelet_l1",
+    "wavelet_l2",
+    "wavelet_l3",
+    "thumb_tl",
+    "thumb_tr",
+    "thumb_bl",
+    "thumb_br",
+)
+
+
+@dataclass
+class VideoMetrics:
+    """Per-frame metrics of one video (see the module docstring for the grid and anchors)."""
+
+    name: str
+    source: str  # the file path, or "array"
+    index: np.ndarray  # (T,) int64 source frame numbers
+    series: dict[str, np.ndarray]  # metric -> (T,) float64, NaN where undefined
+    features: np.ndarray  # (T, D) float64, columns FEATURE_NAMES
+    lag_ssim: dict[int, float]  # lag (analysed frames) -> mean block SSIM of pairs at that lag
+    fps: float | None
+    height: int
+    width: int
+    subsample: int
+    stride: int = 1
+    anchor_frames: int = 1
+    lpips: dict[str, Any] | None = None  # {"net", "weights", "reportable"} when LPIPS was measured
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        """Number of analysed frames."""
+        return len(self.index)
+
+
+def auto_subsample(height: int, width: int) -> int:
+    """The ``"auto"`` analysis grid step: the largest that keeps 160 grid rows, ``max(1, min(H, W) // 160)``."""
+    return max(1, min(height, width) // _GRID_SIDE)
+
+
+def _luma_stats(g: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    stats = color_stats(g)
+    w = torch.tensor((0.2126, 0.7152, 0.0722), device=g.device, dtype=g.dtype)
+    y = torch.einsum("c,tchw->thw", w, g)  # (T, h, w) luma
+    stats["sharpness"] = laplacian_variance(y)
+    shares = wavelet_energy_shares(y, levels=WAVELET_LEVELS)  # (T, levels)
+    for k in range(WAVELET_LEVELS):
+        stats[f"wavelet_l{k + 1}"] = shares[:, k]
+    return stats, y
+
+
+@torch.no_grad()
+def frame_stats(frames: Tensor) -> dict[str, Tensor]:
+    """Every per-frame statistic that needs no other frame, ``(T, 3, H, W)`` in [0, 1] to ``{name: (T,)}``.
+
+    Colour (:func:`vidfix.metrics.color_stats`), ``sharpness`` and ``wavelet_l1..3``; no grid, no anchors.
+    """
+    check_frames(frames)
+    return _luma_stats(frames.float())[0]
+
+
+def _thumb(y: Tensor) -> Tensor:
+    t, h, w = y.shape
+    return (
+        y[:, : h // 2 * 2, : w // 2 * 2].reshape(t, 2, h // 2, 2, w // 2).mean((2, 4)).reshape(t, 4)
+    )  # (T, 4)
+
+
+def _delta_e_series(series: dict[str, np.ndarray], anchor_frames: int) -> np.ndarray:
+    lab = np.stack([series["lab_l"], series["lab_a"], series["lab_b"]], axis=1)  # (T, 3)
+    ref = lab[: min(anchor_frames, len(lab))].mean(0)  # (3,)
+    return delta_e(torch.from_numpy(lab), torch.from_numpy(ref)).numpy()
+
+
+def with_anchor(video: VideoMetrics, anchor_frames: int) -> VideoMetrics:
+    """The same measurements with ``delta_e`` against the mean Lab of the first ``anchor_frames`` frames."""
+    if anchor_frames < 1:
+        raise ValueError(f"anchor_frames must be >= 1, got {anchor_frames}")
+    series = dict(video.series)
+    series["delta_e"] = _delta_e_series(series, anchor_frames)
+    return replace(video, series=series, anchor_frames=anchor_frames)
+
+
+@dataclass
+class _Source:
+    batches: Iterator[
+        tuple[Any, np.ndarray]
+    ]  # (frames batch, source index); uint8 THWC numpy or (B, 3, H, W) float
+    fps: float | None
+    source: str
+    estimate: int | None  # frames expected, for progress bars
+
+
+def _array_source(
+    video: Any,
+    layout: Layout,
+    value_range: tuple[float, float] | None,
+    fps: float | None,
+    stride: int,
+    start: float | None,
+    end: float | None,
+    max_frames: int | None,
+    batch_size: int,
+) -> _Source:
+    lay: str = layout
+    x = video
+    if lay.startswith("B"):
+        if len(x.shape) != 5:
+            as_frames(x, layout=layout, value_range=value_range)  # raises the layout error
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"layout {layout!r} holds {x.shape[0]} videos; measure one (x[i:i+1]) or pass the batch to drift_report"
+            )
+        x, lay = x[0], lay[1:]  # BCTHW -> CTHW, BTCHW -> TCHW
+    if len(x.shape) != len(lay):
+        as_frames(x, layout=layout, value_range=value_range)  # raises the layout error
+    t_axis = lay.index("T")
+    kept = select_indices(
+        x.shape[t_axis], fps=fps, stride=stride, start=start, end=end, max_frames=max_frames
+    )
+    if len(kept) == 0:
+        raise ValueError(f"no frames selected from a video of {x.shape[t_axis]} frames")
+
+    # Decoded-style uint8 (T, H, W, 3) arrays take the decoder's fast path: no full-size float copy.
+    raw = isinstance(x, np.ndarray) and x.dtype == np.uint8 and lay == "THWC" and x.shape[-1] == 3
+    raw = raw and value_range in (None, (0, 255))
+
+    def batches() -> Iterator[tuple[Any, np.ndarray]]:
+        for i in range(0, len(kept), batch_size):
+            part = kept[i : i + batch_size]
+            sl = (slice(None),) * t_axis + (slice(part.start, part.stop, part.step),)
+            frames = x[sl] if raw else as_frames(x[sl], layout=lay, value_range=value_range)  # type: ignore[arg-type]
+            yield frames, np.asarray(part, dtype=np.int64)
+
+    return _Source(batches(), fps, "array", len(kept))
+
+
+def _file_source(
+    path: str | os.PathLike[str],
+    stride: int,
+    start: float | None,
+    end: float | None,
+    max_frames: int | None,
+    batch_size: int,
+    backend: Backend,
+) -> _Source:
+    info = probe(path)
+    estimate = None
+    if info.frame_count:
+        try:
+            estimate = len(
+                select_indices(
+                    info.frame_count, fps=info.fps, stride=stride, start=start, end=end, max_frames=max_frames
+                )
+            )
+        except ValueError:
+            estimate = None
+    it = iter_video(
+        path,
+        batch_size=batch_size,
+        stride=stride,
+        start=start,
+        end=end,
+        max_frames=max_frames,
+        backend=backend,
+    )
+    return _Source(((b.frames, b.index) for b in it), info.fps, str(path), estimate)
+
+
+def _to_grid(batch: Any, step: int, size: tuple[int, int] | None) -> tuple[Tensor, Tensor | None]:
+    """Analysis grid ``(B, 3, h, w)`` float32 in [0, 1], and the full frames when they were needed (resize)."""
+    full: Tensor | None = None
+    if isinstance(batch, np.ndarray):  # decoded uint8 (B, H, W, 3)
+        if size is not None and batch.shape[1:3] != size:
+            full = _full_frames(batch)
+        else:
+            g = np.ascontiguousarray(batch[:, ::step, ::step].transpose(0, 3, 1, 2)).astype(
+                np.float32
+            )  # (B, 3, h, w)
+            g *= np.float32(1 / 255)
+            return torch.from_numpy(g), None
+    else:
+        full = batch.float()
+    if size is not None and tuple(full.shape[-2:]) != size:
+        full = F.interpolate(full, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(
+            0, 1
+        )
+    return full[:, :, ::step, ::step].contiguous(), full  # (B, 3, h, w)
+
+
+def _full_frames(batch: Any) -> Tensor:
+    if isinstance(batch, np.ndarray):
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
+    return batch.float()
+
+
+@torch.no_grad()
+def measure(
+    video: str | os.PathLike[str] | np.ndarray | Tensor,
+    *,
+    name: str | None = None,
+    layout: Layout = "THWC",
+    value_range: tuple[float, float] | None = None,
+    fps: float | None = None,
+    stride: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+    subsample: int | Literal["auto"] = "auto",
+    size: tuple[int, int] | None = None,
+    anchor_frames: int = 1,
+    lags: Sequence[int] = DEFAULT_LAGS,
+    lag_every: int = 4,
+    lpips: LPIPSModel | None = None,
+    lpips_size: int | None = 256,
+    batch_size: int = 16,
+    backend: Backend = "auto",
+    on_frames: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+) -> VideoMetrics:
+    """Measure every per-frame metric of a video in one streaming pass.
+
+    Args:
+        video: a file path, or an array/tensor laid out as ``layout`` (one video; a ``B*`` layout needs B = 1).
+        name: label for reports (default: the file name, or "video").
+        layout, value_range: how an array/tensor is laid out and scaled (:func:`vidfix.metrics.as_frames`).
+        fps: frame rate of an array/tensor (files state their own); needed for ``start``/``end`` on arrays.
+        stride, start, end, max_frames: frame selection (:func:`vidfix.metrics.iter_video`).
+        subsample: analysis grid step, or ``"auto"`` (module docstring).
+        size: ``(H, W)`` to resize every frame to first (antialiased bilinear), to compare videos of other sizes.
+        anchor_frames: how many first frames form the colour anchor of ``delta_e`` (e.g. the chunk length).
+        lags: frame-pair lags for the lag SSIM curve (empty to skip).
+        lag_every: the lag curve uses pairs ending on every ``lag_every``-th frame (1: all; the mean is the same
+            in expectation, at a fraction of the cost).
+        lpips: a model from :func:`vidfix.metrics.load_lpips` to add ``lpips_anchor`` and ``lpips_adjacent``.
+        lpips_size: short side frames are resized to for LPIPS (``None``: native size).
+        batch_size: frames decoded and measured at once.
+        backend: file reader (:func:`vidfix.metrics.iter_video`).
+        on_start: called once with the expected number of frames (or ``None``), e.g. to size a progress bar.
+        on_frames: called after each batch with the number of frames just measured.
+
+    Raises:
+        ValueError: fewer than 2 frames, frames too small for the grid, or bad layout/range/selection.
+        FileNotFoundError, VideoReadError: unreadable files.
+    """
+    if anchor_frames < 1:
+        raise ValueError(f"anchor_frames must be >= 1, got {anchor_frames}")
+    if lag_every < 1:
+        raise ValueError(f"lag_every must be >= 1, got {lag_every}")
+    if subsample != "auto" and (
+        isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < 1
+    ):
+        raise ValueError(f"subsample must be an integer >= 1 or 'auto', got {subsample!r}")
+    lag_list = sorted({int(k) for k in lags})
+    if any(k < 1 for k in lag_list):
+        raise ValueError(f"lags must be >= 1, got {tuple(lags)}")
+    if isinstance(video, (str, os.PathLike)):
+        src = _file_source(video, stride, start, end, max_frames, batch_size, backend)
+        label = name or os.path.basename(os.fspath(video))
+    else:
+        src = _array_source(video, layout, value_range, fps, stride, start, end, max_frames, batch_size)
+        label = name or "video"
+    if on_start is not None:
+        on_start(src.estimate)
+
+    parts: dict[str, list[np.ndarray]] = {}
+    thumbs: list[np.ndarray] = []
+    indices: list[np.ndarray] = []
+    step = 1
+    height = width = 0
+    anchor: tuple[Tensor, Tensor, Tensor] | None = None
+    lp_anchor: Tensor | None = None
+    lp_prev: Tensor | None = None
+    prev: Tensor | None = None
+    history: tuple[Tensor, Tensor, Tensor] | None = None  # last max(lags) frames' block moments
+    lag_sum = dict.fromkeys(lag_list, 0.0)
+    lag_count = dict.fromkeys(lag_list, 0)
+    max_lag = lag_list[-1] if lag_list else 0
+    seen = 0  # frames measured so far
+
+    def keep(key: str, value: Tensor) -> None:
+        parts.setdefault(key, []).append(value.double().cpu().numpy())
+
+    for batch, index in src.batches:
+        if anchor is None:  # first batch: fix the size and the grid
+            h0, w0 = batch.shape[1:3] if isinstance(batch, np.ndarray) else batch.shape[-2:]
+            height, width = size if size is not None else (int(h0), int(w0))
+            step = auto_subsample(height, width) if subsample == "auto" else subsample
+            if math.ceil(height / step) < _MIN_SIDE or math.ceil(width / step) < _MIN_SIDE:
+                raise ValueError(
+                    f"frames of {width}x{height} with subsample={step} leave a {math.ceil(width / step)}x"
+                    f"{math.ceil(height / step)} analysis grid; need at least {_MIN_SIDE}x{_MIN_SIDE} (lower subsample)"
+                )
+        elif size is None:
+            hb, wb = batch.shape[1:3] if isinstance(batch, np.ndarray) else batch.shape[-2:]
+            if (int(hb), int(wb)) != (height, width):
+                raise ValueError(f"frame size changed mid-video from {width}x{height} to {wb}x{hb}")
+        g, full = _to_grid(batch, step, size)  # (B, 3, h, w)
+        stats, y = _luma_stats(g)
+        for key, value in stats.items():
+            keep(key, value)
+        thumbs.append(_thumb(y).double().numpy())
+        moments = block_moments(y)  # planes and 8x8 block moments, (B, h8, w8) ...
+        if anchor is None:
+            anchor = tuple(m[:1].clone() for m in moments)  # type: ignore[assignment]
+        keep("ssim", ssim_from_moments(moments, anchor))  # type: ignore[arg-type]
+        keep("flicker", flicker(g, previous=prev))
+        prev = g[-1:].clone()
+        if lag_list:  # frame pairs (t - k, t) for each lag k, partners from this batch or the history
+            pool = (
+                moments
+                if history is None
+                else tuple(torch.cat([a, b]) for a, b in zip(history, moments, strict=False))
+            )
+            offset = pool[0].shape[0] - g.shape[0]  # pool row of this batch's first frame
+            ends = torch.arange(g.shape[0])
+            ends = ends[(ends + seen) % lag_every == 0]  # batch rows that end a pair
+            for k in lag_list:
+                rows = ends[ends + offset - k >= 0]
+                if len(rows):
+                    s = ssim_from_moments(
+                        tuple(m[rows] for m in moments),  # type: ignore[arg-type]
+                        tuple(m[rows + offset - k] for m in pool),  # type: ignore[arg-type]
+                    )
+                    lag_sum[k] += float(s.double().sum())
+                    lag_count[k] += len(rows)
+            history = tuple(m[-max_lag:] for m in pool)  # type: ignore[assignment]
+        if lpips is not None:
+            lp = resize_short_side(full if full is not None else _full_frames(batch), lpips_size)
+            if lp_anchor is None:
+                lp_anchor = lp[:1].clone()
+            keep("lpips_anchor", lpips_distance(lpips, lp, lp_anchor))
+            seq = lp if lp_prev is None else torch.cat([lp_prev, lp])
+            adj = lpips_distance(lpips, seq[1:], seq[:-1]) if seq.shape[0] > 1 else torch.empty(0)
+            if lp_prev is None:
+                adj = torch.cat([torch.full((1,), float("nan")), adj])
+            keep("lpips_adjacent", adj)
+            lp_prev = lp[-1:].clone()
+        indices.append(np.asarray(index, dtype=np.int64))
+        seen += len(index)
+        if on_frames is not None:
+            on_frames(len(index))
+
+    n = sum(len(i) for i in indices)
+    if n < 2:
+        raise ValueError(f"{label!r}: drift needs at least 2 frames, got {n}")
+    series = {key: np.concatenate(vals) for key, vals in parts.items()}
+    series["delta_e"] = _delta_e_series(series, anchor_frames)
+    ordered = {key: series[key] for key in METRICS if key in series}
+    thumb = np.concatenate(thumbs)  # (T, 4)
+    cols = [ordered[k] for k in FEATURE_NAMES[:12]]
+    cols.append(np.log10(1.0 + ordered["sharpness"]))
+    cols += [ordered[f"wavelet_l{k}"] for k in (1, 2, 3)]
+    features = np.column_stack([*cols, thumb])  # (T, D)
+    return VideoMetrics(
+        name=label,
+        source=src.source,
+        index=np.concatenate(indices),
+        series=ordered,
+        features=features,
+        lag_ssim={k: lag_sum[k] / lag_count[k] for k in lag_list if lag_count[k]},
+        fps=src.fps,
+        height=height,
+        width=width,
+        subsample=step,
+        stride=stride,
+        anchor_frames=anchor_frames,
+        lpips=None
+        if lpips is None
+        else {"net": lpips.net, "weights": lpips.weights, "reportable": lpips.reportable},
+        settings={
+            "start": start,
+            "end": end,
+            "max_frames": max_frames,
+            "size": list(size) if size else None,
+            "lpips_size": lpips_size if lpips is not None else None,
+        },
+    )
