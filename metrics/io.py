@@ -9,8 +9,9 @@ Selection, the same for both readers: frame ``i`` has time ``i / fps``; ``start`
 Readers: ``backend="auto"`` opens with decord (fast random access) and falls back to PyAV when decord cannot
 open or decode the file (AV1, odd containers), also mid-stream. Both decode through FFmpeg's converter to
 8-bit RGB, so a file's conversions are the decoder's: grayscale video comes back as R = G = B, alpha is dropped,
-and 10/12/16-bit video is reduced to 8 bits (the two readers may differ by 1-2 codes there; on 8-bit video they
-return identical frames). Arrays and tensors do not go through here; see :mod:`vidfix.metrics.layout`.
+and 10/12/16-bit video is reduced to 8 bits (FFmpeg dithers: within ~3 codes of the top byte, and the readers may
+differ by 1-2 codes there; on 8-bit video they return identical frames). Arrays and tensors do not go through
+here; see :mod:`vidfix.metrics.layout` (which keeps 16-bit precision).
 
 Writing goes through PyAV: h264 (libx264, yuv420p, CRF 18) by default; ``"h264-lossless"`` (libx264rgb, qp 0)
 and ``"ffv1"`` (.mkv/.avi) round-trip RGB exactly, for tests and reference clips.

@@ -47,8 +47,8 @@ def laplacian_variance(y: Tensor) -> Tensor:
     lap = (y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:]) - 4 * c  # (T, H-2, W-2)
     lap = lap.flatten(1)  # (T, N)
     n = lap.shape[1]
-    var = (lap * lap).sum(1).double() / n - (lap.sum(1).double() / n) ** 2
-    return (var.clamp_min(0) * 255.0**2).to(y.dtype)
+    d = lap - lap.sum(1, keepdim=True) / n  # centred: E[x^2] - E[x]^2 cancels badly in float32
+    return (d * d).sum(1) / n * 255.0**2
 
 
 @torch.no_grad()
