@@ -353,7 +353,7 @@ def measure(
         lag_every: the lag curve uses pairs ending on every ``lag_every``-th frame (1: all; the mean is the same
             in expectation, at a fraction of the cost).
         lpips: a model from :func:`vidfix.metrics.load_lpips` to add ``lpips_anchor`` and ``lpips_adjacent``.
-        lpips_size: short side frames are resized to for LPIPS (``None``: native size).
+        lpips_size: short side larger frames are shrunk to for LPIPS (``None``: native size).
         batch_size: frames decoded and measured at once.
         backend: file reader (:func:`vidfix.metrics.iter_video`).
         on_start: called once with the expected number of frames (or ``None``), e.g. to size a progress bar.

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import urllib.error
@@ -114,15 +115,38 @@ def _fetch(path: Path, net: str) -> None:
 
 
 def _lpips_module(net: str) -> nn.Module:
+    """The LPIPS network with no weights yet (built on the meta device: no 61M-parameter random init, no download)."""
     import lpips
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecation notes on `pretrained=`
-        # pnet_rand: build the backbone without torchvision's download; the linear heads come from the package.
-        return lpips.LPIPS(net=net, pnet_rand=True, pretrained=True, verbose=False)
+        module = lpips.LPIPS(net=net, pnet_rand=True, pretrained=False, verbose=False)
+    return module.to_empty(device="cpu")
 
 
-def _load_backbone(module: nn.Module, path: Path, net: str) -> None:
+def _heads_and_scaling(module: nn.Module, net: str) -> dict[str, Tensor]:
+    """The non-backbone weights: linear heads shipped in the lpips package, and the input scaling constants."""
+    import lpips
+
+    heads = Path(inspect.getfile(lpips.LPIPS)).parent / "weights" / "v0.1" / f"{net}.pth"
+    state = dict(torch.load(heads, map_location="cpu", weights_only=True))
+    for i in range(len(module.lins)):  # the heads are registered twice (lin{i} and lins.{i}): same tensors
+        state[f"lins.{i}.model.1.weight"] = state[f"lin{i}.model.1.weight"]
+    scaling = lpips.lpips.ScalingLayer()
+    state.update({f"scaling_layer.{k}": v for k, v in scaling.state_dict().items()})
+    return state
+
+
+def _backbone_keys(module: nn.Module) -> dict[str, str]:
+    """LPIPS backbone key -> torchvision key: lpips splits ``features`` into slice1..sliceN, keeping the indices."""
+    return {
+        f"net.{slice_name}.{key}": f"features.{key}"
+        for slice_name, block in module.net.named_children()
+        for key in block.state_dict()
+    }
+
+
+def _read_backbone(module: nn.Module, path: Path, net: str) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -130,18 +154,20 @@ def _load_backbone(module: nn.Module, path: Path, net: str) -> None:
             f"cannot read the LPIPS backbone file {str(path)!r} ({type(err).__name__}: {err}); it is probably a "
             "partial download. Delete it and put a complete copy there.\n" + _where_to_put(path, net)
         ) from None
-    backbone = module.net  # lpips splits torchvision's `features` into slice1..sliceN, keeping the indices
-    wanted: dict[str, str] = {}
-    for slice_name, block in backbone.named_children():
-        for key in block.state_dict():
-            wanted[f"{slice_name}.{key}"] = f"features.{key}"
-    missing = [src for src in wanted.values() if src not in state]
+    keys = _backbone_keys(module)
+    missing = [src for src in keys.values() if not isinstance(state, dict) or src not in state]
     if missing:
         raise LPIPSWeightsError(
             f"{str(path)!r} is not a torchvision {net} state_dict (missing {missing[:3]}...).\n"
             + _where_to_put(path, net)
         )
-    backbone.load_state_dict({dst: state[src] for dst, src in wanted.items()}, strict=True)
+    return {dst: state[src] for dst, src in keys.items()}
+
+
+def _random_backbone(module: nn.Module) -> dict[str, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    shapes = module.state_dict()
+    return {k: torch.randn(shapes[k].shape, generator=g) * 0.05 for k in _backbone_keys(module)}
 
 
 def load_lpips(
@@ -171,6 +197,7 @@ def load_lpips(
     path = backbone_file(net, cache_dir=cache_dir)
     module = _lpips_module(net)
     if backbone == "random":
+        module.load_state_dict({**_heads_and_scaling(module, net), **_random_backbone(module)}, strict=True)
         return LPIPSModel(module=module.to(device).eval(), net=net, weights="random", reportable=False)
     if not path.is_file():
         if not download:
@@ -187,13 +214,15 @@ def load_lpips(
             f"{net} backbone (a partial download, or other weights). Delete it and put the published file there.\n"
             + _where_to_put(path, net)
         )
-    _load_backbone(module, path, net)
+    module.load_state_dict(
+        {**_heads_and_scaling(module, net), **_read_backbone(module, path, net)}, strict=True
+    )
     return LPIPSModel(module=module.to(device).eval(), net=net, weights=str(path), reportable=verified)
 
 
 def resize_short_side(frames: Tensor, size: int | None) -> Tensor:
-    """Resize ``(T, 3, H, W)`` frames so the short side is ``size`` (antialiased bilinear); ``None`` keeps them."""
-    if size is None or min(frames.shape[-2:]) == size:
+    """Shrink ``(T, 3, H, W)`` frames so the short side is ``size`` (antialiased bilinear); smaller frames and ``None`` keep them."""
+    if size is None or min(frames.shape[-2:]) <= size:
         return frames
     h, w = frames.shape[-2:]
     scale = size / min(h, w)

@@ -87,7 +87,9 @@ def test_brightness_ramp(base, base_metrics):
     want = expected_ramp_drift(delta) + drift(base_metrics, "luma_mean")
     assert drift(vm, "luma_mean") == pytest.approx(want, abs=1e-4)  # luma is linear: exact
     for c in "rgb":
-        assert drift(vm, f"mean_{c}") == pytest.approx(expected_ramp_drift(delta) + drift(base_metrics, f"mean_{c}"), abs=1e-4)
+        assert drift(vm, f"mean_{c}") == pytest.approx(
+            expected_ramp_drift(delta) + drift(base_metrics, f"mean_{c}"), abs=1e-4
+        )
     assert drift(vm, "lab_l") > 5  # about 10 L* per 0.1 around mid-gray
     assert drift(vm, "luma_p99") == pytest.approx(expected_ramp_drift(delta), abs=0.01)
     assert drift(vm, "delta_e") > 5
@@ -97,8 +99,12 @@ def test_brightness_ramp(base, base_metrics):
 
 def test_colour_cast(base, base_metrics):
     vm = measure(with_colour_cast(base, (0.06, 0.0, -0.06)), lags=())
-    assert drift(vm, "mean_r") == pytest.approx(expected_ramp_drift(0.06) + drift(base_metrics, "mean_r"), abs=1e-4)
-    assert drift(vm, "mean_b") == pytest.approx(expected_ramp_drift(-0.06) + drift(base_metrics, "mean_b"), abs=1e-4)
+    assert drift(vm, "mean_r") == pytest.approx(
+        expected_ramp_drift(0.06) + drift(base_metrics, "mean_r"), abs=1e-4
+    )
+    assert drift(vm, "mean_b") == pytest.approx(
+        expected_ramp_drift(-0.06) + drift(base_metrics, "mean_b"), abs=1e-4
+    )
     assert drift(vm, "lab_a") > 3  # redder
     assert drift(vm, "lab_b") > 5  # less blue = yellower
     de = vm.series["delta_e"]
@@ -202,7 +208,9 @@ def test_chunks_and_vde():
     np.testing.assert_allclose(chunk_curve(s, chunk_frames=10), [0, 1, 3])
     # LV-Bench VDE: sum over chunks i = 2..N of (N - i + 1) |M_i - M_1| / M_1 = 2 * 1 + 1 * 3.
     assert video_drift_error([1.0, 2.0, 4.0]) == pytest.approx(5.0)
-    assert video_drift_error([1.0, 2.0, 4.0], weight="log") == pytest.approx(math.log(2) * 1 + math.log(1) * 3)
+    assert video_drift_error([1.0, 2.0, 4.0], weight="log") == pytest.approx(
+        math.log(2) * 1 + math.log(1) * 3
+    )
     assert math.isnan(video_drift_error([0.0, 1.0]))
     with pytest.raises(ValueError, match="exactly one"):
         chunk_bounds(10, chunk_frames=2, chunks=2)
@@ -236,8 +244,9 @@ def test_frechet_matches_scipy_and_is_symmetric(seed, dim, shift):
 def test_windowed_frechet_rises_with_drift(base_metrics):
     reference = measure(scene(96, seed=11), lags=())  # fresh real frames of the same process
     fresh = windowed_frechet(base_metrics.features, reference.features, window=16)
-    drifted = windowed_frechet(measure(with_brightness(scene(T, seed=0), 0.15), lags=()).features,
-                               reference.features, window=16)
+    drifted = windowed_frechet(
+        measure(with_brightness(scene(T, seed=0), 0.15), lags=()).features, reference.features, window=16
+    )
     assert len(drifted.distance) == T // 16
     assert drifted.distance[-1] > 5 * drifted.distance[0]
     assert drifted.distance[-1] > 5 * fresh.distance.max()
@@ -273,7 +282,9 @@ def test_one_call_summaries(base, base_metrics):
     per_frame = channel_drift(vm)
     own = base_metrics.series["mean_r"] - base_metrics.series["mean_r"][0]
     np.testing.assert_allclose(per_frame["mean_r"], 0.05 * ramp(T) + own, atol=1e-5)
-    np.testing.assert_allclose(per_frame["std_r"], base_metrics.series["std_r"] - base_metrics.series["std_r"][0], atol=1e-5)
+    np.testing.assert_allclose(
+        per_frame["std_r"], base_metrics.series["std_r"] - base_metrics.series["std_r"][0], atol=1e-5
+    )
     per_chunk = channel_drift(vm, chunks=4)
     assert per_chunk["mean_r"].shape == (4,) and per_chunk["mean_r"][-1] > 0.03
     with pytest.raises(KeyError, match="no metric"):

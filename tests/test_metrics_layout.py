@@ -29,7 +29,9 @@ def test_every_layout_gives_the_same_frames(x):
         got = as_frames(np.ascontiguousarray(TO_LAYOUT[layout](x)), layout=layout)
         assert torch.equal(got, expected), layout
         signed = torch.from_numpy(TO_LAYOUT[layout](x).astype(np.float32)) / 127.5 - 1  # [-1, 1] tensor
-        assert torch.allclose(as_frames(signed, layout=layout, value_range=(-1, 1)), expected, atol=1e-6), layout
+        assert torch.allclose(as_frames(signed, layout=layout, value_range=(-1, 1)), expected, atol=1e-6), (
+            layout
+        )
     assert np.array_equal(to_uint8(expected), x)
 
 
@@ -64,7 +66,11 @@ def test_slight_overshoot_is_clamped():
 @pytest.mark.parametrize(
     ("x", "kwargs", "match"),
     [
-        (np.zeros((4, 8, 8, 3), np.uint8), {"layout": "TCHW"}, r"8 channels on the C axis.*fits layout 'THWC'"),
+        (
+            np.zeros((4, 8, 8, 3), np.uint8),
+            {"layout": "TCHW"},
+            r"8 channels on the C axis.*fits layout 'THWC'",
+        ),
         (np.zeros((8, 8, 3), np.uint8), {}, r"rank 3\) does not match layout 'THWC'"),
         (torch.zeros(1, 3, 4, 8, 8), {"layout": "TCHW"}, "does not match layout"),
         (np.zeros((0, 8, 8, 3), np.uint8), {}, "empty"),

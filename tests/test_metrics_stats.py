@@ -64,7 +64,13 @@ def test_lab_round_trip():
 def _oracle_lab(rgb: np.ndarray) -> np.ndarray:
     """Textbook sRGB -> Lab with np.where, float64: (..., 3) -> (..., 3)."""
     lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    m = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
+    m = np.array(
+        [
+            [0.4124564, 0.3575761, 0.1804375],
+            [0.2126729, 0.7151522, 0.0721750],
+            [0.0193339, 0.1191920, 0.9503041],
+        ]
+    )
     xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
     d = 6 / 29
     f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
@@ -83,7 +89,9 @@ def test_color_stats_match_numpy_oracle():
     for i in range(4):
         np.testing.assert_allclose([stats[f"mean_{c}"][i] for c in "rgb"], flat[i].mean(0), atol=1e-6)
         np.testing.assert_allclose([stats[f"std_{c}"][i] for c in "rgb"], flat[i].std(0), atol=1e-5)
-        np.testing.assert_allclose([stats["lab_l"][i], stats["lab_a"][i], stats["lab_b"][i]], lab[i].mean(0), atol=1e-3)
+        np.testing.assert_allclose(
+            [stats["lab_l"][i], stats["lab_a"][i], stats["lab_b"][i]], lab[i].mean(0), atol=1e-3
+        )
         assert stats["contrast"][i] == pytest.approx(lab[i, :, 0].std(), abs=1e-3)
         assert stats["luma_mean"][i] == pytest.approx(y[i].mean(), abs=1e-6)
         assert stats["luma_p99"][i] == pytest.approx(np.quantile(y[i], 0.99, method="inverted_cdf"), abs=1e-6)
@@ -135,7 +143,9 @@ def _ssim_blocks_oracle(x: np.ndarray, y: np.ndarray) -> float:
             a, b = x[i : i + 8, j : j + 8], y[i : i + 8, j : j + 8]
             ma, mb = a.mean(), b.mean()
             cov = ((a - ma) * (b - mb)).mean()
-            vals.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (a.var() + b.var() + c2)))
+            vals.append(
+                (2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (a.var() + b.var() + c2))
+            )
     return float(np.mean(vals))
 
 
@@ -158,7 +168,9 @@ def test_ssim_matches_oracle(window):
     got = ssim(torch.from_numpy(y)[None], torch.from_numpy(x)[None], window=window).item()
     oracle = _ssim_blocks_oracle(y, x) if window == "block" else _ssim_gauss_oracle(y, x)
     assert got == pytest.approx(oracle, abs=1e-9)
-    assert ssim(torch.from_numpy(x)[None], torch.from_numpy(x)[None], window=window).item() == pytest.approx(1.0)
+    assert ssim(torch.from_numpy(x)[None], torch.from_numpy(x)[None], window=window).item() == pytest.approx(
+        1.0
+    )
     assert got < 0.95
 
 
