@@ -22,7 +22,6 @@ from _videos import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg
-
 from vidfix.metrics import (
     chunk_bounds,
     chunk_curve,
@@ -161,7 +160,6 @@ def test_flicker_and_ssim_see_frame_changes(base):
 
 def test_lag_ssim_brute_force(base):
     import torch
-
     from vidfix.metrics import luma, ssim
 
     vm = measure(base, lags=(1, 3, 7), lag_every=1)

@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from vidfix.metrics import LAYOUTS, as_frames, as_videos, to_uint8
 
 # From (T, H, W, C) to each layout (one video; B = 1 for the batched ones).

@@ -15,7 +15,6 @@ import pytest
 import torch
 import torchvision
 from _videos import scene, with_brightness
-
 from vidfix.metrics import (
     LPIPSWeightsError,
     UnreportableError,
@@ -25,8 +24,8 @@ from vidfix.metrics import (
     load_lpips,
     lpips_distance,
     measure,
+    perceptual,
 )
-from vidfix.metrics import perceptual
 
 NAME = "alexnet-owt-7be5be79.pth"
 

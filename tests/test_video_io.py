@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from _videos import scene, to_u8
-
 from vidfix.metrics import (
     VideoReadError,
     iter_video,
