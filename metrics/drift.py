@@ -261,10 +261,12 @@ def frechet_distance(a: Any, b: Any) -> float:
 def windowed_frechet(
     features: Any, reference: Any, *, window: int = 32, step: int | None = None
 ) -> FrechetCurve:
-    """Frechet distance of each window of ``window`` frames (every ``step``, default ``window``) to the reference frames.
+    """Frechet distance of windows of ``window`` frames to the reference frames, first window to last frame.
 
-    Both sets are standardised by the reference (:func:`standardize`). A video shorter than one window gives one
-    window of all its frames.
+    Windows start about ``step`` frames apart (default ``window``: back to back), spread evenly so that the first
+    starts at frame 0 and the last ends at the last frame (they overlap a little when ``step`` does not divide
+    the length). Both sets are standardised by the reference (:func:`standardize`). A video no longer than one
+    window gives one window of all its frames.
     """
     if window < 2:
         raise ValueError(f"window must be >= 2 frames, got {window}")
@@ -273,7 +275,11 @@ def windowed_frechet(
         raise ValueError(f"step must be >= 1, got {step}")
     a, r = standardize(features, reference)
     n = len(a)
-    starts = list(range(0, n - window + 1, step)) if n >= window else [0]
+    if n <= window:
+        starts = [0]
+    else:  # equal windows spread evenly from the first frame to the last, about `step` apart
+        k = math.ceil((n - window) / step) + 1
+        starts = sorted({round(x) for x in np.linspace(0, n - window, k)})
     stops = [min(n, s + window) for s in starts]
     dist = [frechet_distance(a[s:e], r) for s, e in zip(starts, stops, strict=False)]
     return FrechetCurve(start=np.array(starts), stop=np.array(stops), distance=np.array(dist))
