@@ -35,6 +35,7 @@ __all__ = [
     "COLOR_STATS",
     "LUMA_WEIGHTS",
     "color_stats",
+    "color_stats_and_luma",
     "delta_e",
     "kth_smallest",
     "lab_to_rgb",
@@ -83,13 +84,19 @@ def _on_cpu(x: Tensor) -> bool:
     return x.device.type == "cpu" and not x.requires_grad
 
 
-def _pow(x: Tensor, exponent: float) -> Tensor:
-    # numpy's float32 power and cbrt are several times faster than torch's on CPU; same values to float32 rounding.
-    if _on_cpu(x):
-        xn = x.contiguous().numpy()
-        out = np.cbrt(xn) if exponent == 1.0 / 3.0 else np.power(xn, np.asarray(exponent, dtype=xn.dtype))
-        return torch.from_numpy(out)
-    return x**exponent
+def _pow_(x: Tensor, exponent: float) -> Tensor:
+    """``x ** exponent`` in place on a fresh tensor ``x``.
+
+    numpy's float32 power and cbrt are several times faster than torch's on CPU; same values to float32 rounding.
+    """
+    if _on_cpu(x) and x.is_contiguous():
+        xn = x.numpy()
+        if exponent == 1.0 / 3.0:
+            np.cbrt(xn, out=xn)
+        else:
+            np.power(xn, np.asarray(exponent, dtype=xn.dtype), out=xn)
+        return x
+    return x.pow_(exponent)
 
 
 def kth_smallest(x: Tensor, k: int) -> Tensor:
@@ -109,7 +116,8 @@ def srgb_to_linear(x: Tensor) -> Tensor:
     ``pow(max(x, .04045)) + (min(x, .04045) - .04045) / 12.92`` is the same function.
     """
     knee = 0.04045
-    return _pow((x.clamp_min(knee) + 0.055) / 1.055, 2.4) + (x.clamp_max(knee) - knee) / 12.92
+    out = _pow_(x.clamp_min(knee).add_(0.055).mul_(1 / 1.055), 2.4)
+    return out.add_(x.clamp_max(knee), alpha=1 / 12.92).sub_(knee / 12.92)
 
 
 def _linear_to_srgb(x: Tensor) -> Tensor:
@@ -118,7 +126,8 @@ def _linear_to_srgb(x: Tensor) -> Tensor:
 
 def _lab_f(t: Tensor) -> Tensor:
     # CIE f(t): cbrt above (6/29)^3, linear below; the branches meet there, so max/min pick them without a where.
-    return _pow(t.clamp_min(_EPS), 1.0 / 3.0) + (t.clamp_max(_EPS) - _EPS) / (3 * (6.0 / 29.0) ** 2)
+    slope = 1 / (3 * (6.0 / 29.0) ** 2)
+    return _pow_(t.clamp_min(_EPS), 1.0 / 3.0).add_(t.clamp_max(_EPS), alpha=slope).sub_(_EPS * slope)
 
 
 def rgb_to_lab(frames: Tensor) -> Tensor:
@@ -163,6 +172,11 @@ def _centered_var(x: Tensor, mean: Tensor) -> Tensor:
 def color_stats(frames: Tensor) -> dict[str, Tensor]:
     """Colour statistics of each frame (module docstring): ``(T, 3, H, W)`` in [0, 1] to ``{name: (T,)}``."""
     check_frames(frames)
+    return color_stats_and_luma(frames)[0]
+
+
+def color_stats_and_luma(frames: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """:func:`color_stats` and the luma planes ``(T, H, W)`` it computes on the way (no input checks)."""
     t = frames.shape[0]
     x = frames.reshape(t, 3, -1)  # (T, 3, N)
     n = x.shape[2]
@@ -173,7 +187,7 @@ def color_stats(frames: Tensor) -> dict[str, Tensor]:
 
     hi = x.amax(1)  # (T, N)
     lo = x.amin(1)  # (T, N)
-    saturation = ((hi - lo) / hi.clamp_min(1e-12)).sum(1) / n
+    saturation = (hi - lo).div_(hi.clamp_min(1e-12)).sum(1) / n
 
     xyz = _matrix(x.device, x.dtype) @ srgb_to_linear(x)  # (T, 3, N) XYZ / white
     f = _lab_f(xyz)  # (T, 3, N); Lab is affine in f, so mean Lab comes from mean f
@@ -196,4 +210,4 @@ def color_stats(frames: Tensor) -> dict[str, Tensor]:
         "clip_high": (hi >= _HIGH).sum(1).to(x.dtype) / n,
         "clip_low": (lo <= _LOW).sum(1).to(x.dtype) / n,
         "saturation": saturation,
-    }
+    }, y.view(t, *frames.shape[2:])

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, cast, get_args
 
 import numpy as np
 from vidfix.metrics.layout import Layout, as_frames, to_uint8
@@ -407,11 +407,14 @@ def write_video(
                     )
                 container = av.open(str(out), mode="w")
                 try:
-                    stream = container.add_stream(
+                    added = container.add_stream(
                         encoder,
                         rate=Fraction(fps).limit_denominator(1001),
                         options={**defaults, **(options or {})},
                     )
+                    stream = cast(
+                        "av.video.stream.VideoStream", added
+                    )  # a video encoder gives a video stream
                 except (av.error.FFmpegError, ValueError) as err:
                     raise ValueError(
                         f"cannot write codec {codec!r} into {out.suffix or 'this'} files: {err}"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from vidfix.metrics.color import color_stats, delta_e
+from vidfix.metrics.color import color_stats_and_luma, delta_e
 from vidfix.metrics.io import Backend, iter_video, probe, select_indices
 from vidfix.metrics.layout import Layout, as_frames, check_frames
 from vidfix.metrics.perceptual import LPIPSModel, lpips_distance, resize_short_side
@@ -159,9 +159,7 @@ def auto_subsample(height: int, width: int) -> int:
 
 
 def _luma_stats(g: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-    stats = color_stats(g)
-    w = torch.tensor((0.2126, 0.7152, 0.0722), device=g.device, dtype=g.dtype)
-    y = torch.einsum("c,tchw->thw", w, g)  # (T, h, w) luma
+    stats, y = color_stats_and_luma(g)  # y: (T, h, w) luma
     stats["sharpness"] = laplacian_variance(y)
     shares = wavelet_energy_shares(y, levels=WAVELET_LEVELS)  # (T, levels)
     for k in range(WAVELET_LEVELS):

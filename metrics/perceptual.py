@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeAlias, get_args
+from typing import Literal, TypeAlias, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -130,7 +130,9 @@ def _heads_and_scaling(module: nn.Module, net: str) -> dict[str, Tensor]:
 
     heads = Path(inspect.getfile(lpips.LPIPS)).parent / "weights" / "v0.1" / f"{net}.pth"
     state = dict(torch.load(heads, map_location="cpu", weights_only=True))
-    for i in range(len(module.lins)):  # the heads are registered twice (lin{i} and lins.{i}): same tensors
+    for i in range(
+        len(cast(nn.ModuleList, module.lins))
+    ):  # the heads are registered twice (lin{i} and lins.{i}): same tensors
         state[f"lins.{i}.model.1.weight"] = state[f"lin{i}.model.1.weight"]
     scaling = lpips.lpips.ScalingLayer()
     state.update({f"scaling_layer.{k}": v for k, v in scaling.state_dict().items()})
@@ -141,7 +143,7 @@ def _backbone_keys(module: nn.Module) -> dict[str, str]:
     """LPIPS backbone key -> torchvision key: lpips splits ``features`` into slice1..sliceN, keeping the indices."""
     return {
         f"net.{slice_name}.{key}": f"features.{key}"
-        for slice_name, block in module.net.named_children()
+        for slice_name, block in cast(nn.Module, module.net).named_children()
         for key in block.state_dict()
     }
 

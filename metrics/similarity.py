@@ -110,9 +110,10 @@ def flicker(frames: Tensor, previous: Tensor | None = None) -> Tensor:
     """
     if frames.dim() != 4:
         raise ValueError(f"flicker needs frames (T, 3, H, W), got {tuple(frames.shape)}")
-    seq = frames if previous is None else torch.cat([previous, frames])  # (T or T + 1, 3, H, W)
-    diff = (seq[1:] - seq[:-1]).abs().flatten(1).mean(1)  # (T - 1 or T,)
-    score = 1.0 - diff
-    if previous is None:
-        score = torch.cat([score.new_full((1,), float("nan")), score])
-    return score
+    first = (
+        frames.new_full((1,), float("nan"))
+        if previous is None
+        else (frames[:1] - previous).abs_().mean((1, 2, 3))
+    )
+    rest = (frames[1:] - frames[:-1]).abs_().mean((1, 2, 3))  # (T - 1,)
+    return 1.0 - torch.cat([first, rest])
