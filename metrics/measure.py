@@ -199,6 +199,69 @@ def with_anchor(video: VideoMetrics, anchor_frames: int) -> VideoMetrics:
     return replace(video, series=series, anchor_frames=anchor_frames)
 
 
+Moments = tuple[Tensor, Tensor, Tensor]  # luma planes and their 8x8 block means and mean squares
+
+
+@dataclass
+class _LagPairs:
+    """Running mean block SSIM of frame pairs ``(t - k, t)`` for each lag k, for every ``every``-th frame t."""
+
+    lags: list[int]
+    every: int
+    history: Moments | None = None  # the last max(lags) frames
+    seen: int = 0  # frames before the current batch
+    total: dict[int, float] = field(default_factory=dict)
+    count: dict[int, int] = field(default_factory=dict)
+
+    def update(self, moments: Moments) -> None:
+        b = moments[0].shape[0]
+        pool = (
+            moments
+            if self.history is None
+            else tuple(torch.cat(p) for p in zip(self.history, moments, strict=True))
+        )
+        offset = pool[0].shape[0] - b  # pool row of this batch's first frame
+        ends = torch.arange(b, device=moments[0].device)
+        ends = ends[(ends + self.seen) % self.every == 0]  # batch rows that end a pair
+        for k in self.lags:
+            rows = ends[ends + offset - k >= 0]
+            if len(rows):
+                s = ssim_from_moments(
+                    (moments[0][rows], moments[1][rows], moments[2][rows]),
+                    (pool[0][rows + offset - k], pool[1][rows + offset - k], pool[2][rows + offset - k]),
+                )
+                self.total[k] = self.total.get(k, 0.0) + float(s.double().sum())
+                self.count[k] = self.count.get(k, 0) + len(rows)
+        keep = max(self.lags)
+        self.history = (pool[0][-keep:], pool[1][-keep:], pool[2][-keep:])
+        self.seen += b
+
+    def means(self) -> dict[int, float]:
+        return {k: self.total[k] / self.count[k] for k in self.lags if self.count.get(k)}
+
+
+@dataclass
+class _LpipsTrack:
+    """LPIPS of each frame to the first frame and to the previous frame, across batches."""
+
+    model: LPIPSModel
+    size: int | None
+    anchor: Tensor | None = None
+    previous: Tensor | None = None
+
+    def update(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        lp = resize_short_side(frames, self.size)  # (B, 3, h, w)
+        if self.anchor is None:
+            self.anchor = lp[:1].clone()
+        to_anchor = lpips_distance(self.model, lp, self.anchor)
+        seq = lp if self.previous is None else torch.cat([self.previous, lp])
+        adjacent = lpips_distance(self.model, seq[1:], seq[:-1]) if len(seq) > 1 else torch.empty(0)
+        if self.previous is None:
+            adjacent = torch.cat([torch.full((1,), float("nan")), adjacent])
+        self.previous = lp[-1:].clone()
+        return to_anchor, adjacent
+
+
 @dataclass
 class _Source:
     batches: Iterator[
@@ -386,76 +449,51 @@ def measure(
     indices: list[np.ndarray] = []
     step = 1
     height = width = 0
-    anchor: tuple[Tensor, Tensor, Tensor] | None = None
-    lp_anchor: Tensor | None = None
-    lp_prev: Tensor | None = None
-    prev: Tensor | None = None
-    history: tuple[Tensor, Tensor, Tensor] | None = None  # last max(lags) frames' block moments
-    lag_sum = dict.fromkeys(lag_list, 0.0)
-    lag_count = dict.fromkeys(lag_list, 0)
-    max_lag = lag_list[-1] if lag_list else 0
-    seen = 0  # frames measured so far
+    anchor: Moments | None = None  # the first frame's block moments
+    prev: Tensor | None = None  # the last frame of the previous batch
+    pairs = _LagPairs(lag_list, lag_every) if lag_list else None
+    track = _LpipsTrack(lpips, lpips_size) if lpips is not None else None
 
     def keep(key: str, value: Tensor) -> None:
         parts.setdefault(key, []).append(value.double().cpu().numpy())
 
     for batch, index in src.batches:
-        if anchor is None:  # first batch: fix the size and the grid
-            h0, w0 = batch.shape[1:3] if isinstance(batch, np.ndarray) else batch.shape[-2:]
-            height, width = size if size is not None else (int(h0), int(w0))
+        # Fix the size and the grid on the first batch.
+        hb, wb = (int(v) for v in (batch.shape[1:3] if isinstance(batch, np.ndarray) else batch.shape[-2:]))
+        if anchor is None:
+            height, width = size if size is not None else (hb, wb)
             step = auto_subsample(height, width) if subsample == "auto" else subsample
-            if math.ceil(height / step) < _MIN_SIDE or math.ceil(width / step) < _MIN_SIDE:
+            gh, gw = math.ceil(height / step), math.ceil(width / step)
+            if min(gh, gw) < _MIN_SIDE:
                 raise ValueError(
-                    f"frames of {width}x{height} with subsample={step} leave a {math.ceil(width / step)}x"
-                    f"{math.ceil(height / step)} analysis grid; need at least {_MIN_SIDE}x{_MIN_SIDE} (lower subsample)"
+                    f"frames of {width}x{height} with subsample={step} leave a {gw}x{gh} analysis grid; "
+                    f"need at least {_MIN_SIDE}x{_MIN_SIDE} (lower subsample)"
                 )
-        elif size is None:
-            hb, wb = batch.shape[1:3] if isinstance(batch, np.ndarray) else batch.shape[-2:]
-            if (int(hb), int(wb)) != (height, width):
-                raise ValueError(f"frame size changed mid-video from {width}x{height} to {wb}x{hb}")
+        elif size is None and (hb, wb) != (height, width):
+            raise ValueError(f"frame size changed mid-video from {width}x{height} to {wb}x{hb}")
+
+        # Per-frame statistics on the analysis grid.
         g, full = _to_grid(batch, step, size)  # (B, 3, h, w)
-        stats, y = _luma_stats(g)
+        stats, y = _luma_stats(g)  # y: (B, h, w) luma
         for key, value in stats.items():
             keep(key, value)
-        thumbs.append(_thumb(y).double().numpy())
-        moments = block_moments(y)  # planes and 8x8 block moments, (B, h8, w8) ...
+        thumbs.append(_thumb(y).double().cpu().numpy())
+
+        # Frame against the first frame, the previous frame, and the frames `lags` back.
+        moments = block_moments(y)
         if anchor is None:
-            anchor = tuple(m[:1].clone() for m in moments)  # type: ignore[assignment]
-        keep("ssim", ssim_from_moments(moments, anchor))  # type: ignore[arg-type]
+            anchor = (moments[0][:1].clone(), moments[1][:1].clone(), moments[2][:1].clone())
+        keep("ssim", ssim_from_moments(moments, anchor))
         keep("flicker", flicker(g, previous=prev))
         prev = g[-1:].clone()
-        if lag_list:  # frame pairs (t - k, t) for each lag k, partners from this batch or the history
-            pool = (
-                moments
-                if history is None
-                else tuple(torch.cat([a, b]) for a, b in zip(history, moments, strict=False))
-            )
-            offset = pool[0].shape[0] - g.shape[0]  # pool row of this batch's first frame
-            ends = torch.arange(g.shape[0])
-            ends = ends[(ends + seen) % lag_every == 0]  # batch rows that end a pair
-            for k in lag_list:
-                rows = ends[ends + offset - k >= 0]
-                if len(rows):
-                    s = ssim_from_moments(
-                        tuple(m[rows] for m in moments),  # type: ignore[arg-type]
-                        tuple(m[rows + offset - k] for m in pool),  # type: ignore[arg-type]
-                    )
-                    lag_sum[k] += float(s.double().sum())
-                    lag_count[k] += len(rows)
-            history = tuple(m[-max_lag:] for m in pool)  # type: ignore[assignment]
-        if lpips is not None:
-            lp = resize_short_side(full if full is not None else _full_frames(batch), lpips_size)
-            if lp_anchor is None:
-                lp_anchor = lp[:1].clone()
-            keep("lpips_anchor", lpips_distance(lpips, lp, lp_anchor))
-            seq = lp if lp_prev is None else torch.cat([lp_prev, lp])
-            adj = lpips_distance(lpips, seq[1:], seq[:-1]) if seq.shape[0] > 1 else torch.empty(0)
-            if lp_prev is None:
-                adj = torch.cat([torch.full((1,), float("nan")), adj])
-            keep("lpips_adjacent", adj)
-            lp_prev = lp[-1:].clone()
+        if pairs is not None:
+            pairs.update(moments)
+        if track is not None:
+            to_anchor, adjacent = track.update(full if full is not None else _full_frames(batch))
+            keep("lpips_anchor", to_anchor)
+            keep("lpips_adjacent", adjacent)
+
         indices.append(np.asarray(index, dtype=np.int64))
-        seen += len(index)
         if on_frames is not None:
             on_frames(len(index))
 
@@ -476,7 +514,7 @@ def measure(
         index=np.concatenate(indices),
         series=ordered,
         features=features,
-        lag_ssim={k: lag_sum[k] / lag_count[k] for k in lag_list if lag_count[k]},
+        lag_ssim=pairs.means() if pairs is not None else {},
         fps=src.fps,
         height=height,
         width=width,
