@@ -34,6 +34,7 @@ from vidfix.metrics.layout import check_frames
 __all__ = [
     "COLOR_STATS",
     "LUMA_WEIGHTS",
+    "SRGB_TO_LINEAR_U8",
     "color_stats",
     "color_stats_and_luma",
     "delta_e",
@@ -120,6 +121,12 @@ def srgb_to_linear(x: Tensor) -> Tensor:
     return out.add_(x.clamp_max(knee), alpha=1 / 12.92).sub_(knee / 12.92)
 
 
+# sRGB decoding of every 8-bit code value: exact, and one table look-up instead of a power per pixel.
+SRGB_TO_LINEAR_U8: np.ndarray = (
+    lambda c: np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+)(np.arange(256) / 255.0)
+
+
 def _linear_to_srgb(x: Tensor) -> Tensor:
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
 
@@ -175,8 +182,11 @@ def color_stats(frames: Tensor) -> dict[str, Tensor]:
     return color_stats_and_luma(frames)[0]
 
 
-def color_stats_and_luma(frames: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-    """:func:`color_stats` and the luma planes ``(T, H, W)`` it computes on the way (no input checks)."""
+def color_stats_and_luma(frames: Tensor, linear: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    """:func:`color_stats` and the luma planes ``(T, H, W)`` it computes on the way (no input checks).
+
+    ``linear``: the frames already decoded to linear light (e.g. by :data:`SRGB_TO_LINEAR_U8` from 8-bit values).
+    """
     t = frames.shape[0]
     x = frames.reshape(t, 3, -1)  # (T, 3, N)
     n = x.shape[2]
@@ -185,11 +195,13 @@ def color_stats_and_luma(frames: Tensor) -> tuple[dict[str, Tensor], Tensor]:
     w = torch.tensor(LUMA_WEIGHTS, device=x.device, dtype=x.dtype)
     y = (w[None, :] @ x)[:, 0]  # (T, N) luma
 
-    hi = x.amax(1)  # (T, N)
-    lo = x.amin(1)  # (T, N)
+    r, g, b = x.unbind(1)  # (T, N) each; elementwise max/min beat a strided amax over channels
+    hi = torch.maximum(torch.maximum(r, g), b)
+    lo = torch.minimum(torch.minimum(r, g), b)
     saturation = (hi - lo).div_(hi.clamp_min(1e-12)).sum(1) / n
 
-    xyz = _matrix(x.device, x.dtype) @ srgb_to_linear(x)  # (T, 3, N) XYZ / white
+    lin = srgb_to_linear(x) if linear is None else linear.reshape(t, 3, -1)
+    xyz = _matrix(x.device, x.dtype) @ lin  # (T, 3, N) XYZ / white
     f = _lab_f(xyz)  # (T, 3, N); Lab is affine in f, so mean Lab comes from mean f
     f_mean = f.sum(2) / n  # (T, 3)
     fy_var = _centered_var(f[:, 1], f_mean[:, 1])

@@ -188,11 +188,17 @@ def _batched(indices: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 def _iter_decord(
-    path: str, batch_size: int, stride: int, start: float | None, end: float | None, max_frames: int | None
+    path: str,
+    batch_size: int,
+    stride: int,
+    start: float | None,
+    end: float | None,
+    max_frames: int | None,
+    threads: int,
 ) -> Iterator[FrameBatch]:
     import decord
 
-    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=0)
+    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
     n = len(reader)
     fps = float(reader.get_avg_fps()) or None
     indices = select_indices(n, fps=fps, stride=stride, start=start, end=end, max_frames=max_frames)
@@ -208,6 +214,7 @@ def _iter_pyav(
     start: float | None,
     end: float | None,
     max_frames: int | None,
+    threads: int,
     after: int = -1,
 ) -> Iterator[FrameBatch]:
     import av
@@ -217,6 +224,7 @@ def _iter_pyav(
             raise VideoReadError(f"{path!r} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         rate = stream.average_rate or stream.guessed_rate
         first, last = _first_last(float(rate) if rate else None, start, end, path)
         kept = 0
@@ -248,6 +256,7 @@ def iter_video(
     end: float | None = None,
     max_frames: int | None = None,
     backend: Backend = "auto",
+    threads: int = 0,
 ) -> Iterator[FrameBatch]:
     """Decode the selected frames of a video file in batches of at most ``batch_size``.
 
@@ -256,6 +265,7 @@ def iter_video(
         batch_size: frames per yielded batch (memory is about ``batch_size * H * W * 3`` bytes).
         stride, start, end, max_frames: the selection (module docstring).
         backend: ``"auto"`` (decord, PyAV fallback), ``"decord"`` or ``"pyav"``.
+        threads: decoder threads (0: FFmpeg's choice, about one per core).
 
     Raises:
         FileNotFoundError: no such file.
@@ -267,7 +277,9 @@ def iter_video(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     _check_selection(stride, start, end, max_frames)
     p = str(_check_path(path))
-    return _iter_checked(p, batch_size, stride, start, end, max_frames, backend)
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    return _iter_checked(p, batch_size, stride, start, end, max_frames, backend, threads)
 
 
 def _iter_checked(
@@ -278,6 +290,7 @@ def _iter_checked(
     end: float | None,
     max_frames: int | None,
     backend: Backend,
+    threads: int,
 ) -> Iterator[FrameBatch]:
     import av
 
@@ -286,7 +299,7 @@ def _iter_checked(
     errors: list[str] = []
     if backend in ("auto", "decord"):
         try:
-            for batch in _iter_decord(p, batch_size, stride, start, end, max_frames):
+            for batch in _iter_decord(p, batch_size, stride, start, end, max_frames, threads):
                 delivered = int(batch.index[-1])
                 count += len(batch.index)
                 yield batch
@@ -301,7 +314,7 @@ def _iter_checked(
                 raise VideoReadError(f"decord cannot read {p!r}: {_first_line(err)}") from err
             errors.append(f"decord: {_first_line(err)}")
     try:
-        for batch in _iter_pyav(p, batch_size, stride, start, end, max_frames, after=delivered):
+        for batch in _iter_pyav(p, batch_size, stride, start, end, max_frames, threads, after=delivered):
             count += len(batch.index)
             yield batch
     except VideoReadError:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from vidfix.metrics.color import color_stats_and_luma, delta_e
+from vidfix.metrics.color import SRGB_TO_LINEAR_U8, color_stats_and_luma, delta_e
 from vidfix.metrics.io import Backend, iter_video, probe, select_indices
 from vidfix.metrics.layout import Layout, as_frames, check_frames
 from vidfix.metrics.perceptual import LPIPSModel, lpips_distance, resize_short_side
@@ -158,8 +160,8 @@ def auto_subsample(height: int, width: int) -> int:
     return max(1, min(height, width) // _GRID_SIDE)
 
 
-def _luma_stats(g: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-    stats, y = color_stats_and_luma(g)  # y: (T, h, w) luma
+def _luma_stats(g: Tensor, linear: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    stats, y = color_stats_and_luma(g, linear)  # y: (T, h, w) luma
     stats["sharpness"] = laplacian_variance(y)
     shares = wavelet_energy_shares(y, levels=WAVELET_LEVELS)  # (T, levels)
     for k in range(WAVELET_LEVELS):
@@ -316,6 +318,40 @@ def _array_source(
     return _Source(batches(), fps, "array", len(kept))
 
 
+def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``items`` in a background thread, ``depth`` ahead: decoding (which releases the GIL) overlaps the metrics."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("done", None))
+        except BaseException as err:  # handed to the consumer, raised there
+            box.put(("error", err))
+
+    thread = threading.Thread(target=worker, name="vidfix-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
 def _file_source(
     path: str | os.PathLike[str],
     stride: int,
@@ -324,6 +360,7 @@ def _file_source(
     max_frames: int | None,
     batch_size: int,
     backend: Backend,
+    threads: int,
 ) -> _Source:
     info = probe(path)
     estimate = None
@@ -344,29 +381,32 @@ def _file_source(
         end=end,
         max_frames=max_frames,
         backend=backend,
+        threads=threads,
     )
-    return _Source(((b.frames, b.index) for b in it), info.fps, str(path), estimate)
+    return _Source(_prefetch((b.frames, b.index) for b in it), info.fps, str(path), estimate)
 
 
-def _to_grid(batch: Any, step: int, size: tuple[int, int] | None) -> tuple[Tensor, Tensor | None]:
-    """Analysis grid ``(B, 3, h, w)`` float32 in [0, 1], and the full frames when they were needed (resize)."""
+def _to_grid(
+    batch: Any, step: int, size: tuple[int, int] | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The analysis grid ``(B, 3, h, w)`` float32 in [0, 1]; its linear-light values when it is 8-bit (one table
+    look-up instead of a power per value); and the full frames when they were needed (to resize)."""
     full: Tensor | None = None
     if isinstance(batch, np.ndarray):  # decoded uint8 (B, H, W, 3)
         if size is not None and batch.shape[1:3] != size:
             full = _full_frames(batch)
         else:
-            g = np.ascontiguousarray(batch[:, ::step, ::step].transpose(0, 3, 1, 2)).astype(
-                np.float32
-            )  # (B, 3, h, w)
+            g8 = np.ascontiguousarray(batch[:, ::step, ::step].transpose(0, 3, 1, 2))  # (B, 3, h, w) uint8
+            g = g8.astype(np.float32)
             g *= np.float32(1 / 255)
-            return torch.from_numpy(g), None
+            return torch.from_numpy(g), torch.from_numpy(SRGB_TO_LINEAR_U8[g8]), None
     else:
         full = batch.float()
     if size is not None and tuple(full.shape[-2:]) != size:
         full = F.interpolate(full, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(
             0, 1
         )
-    return full[:, :, ::step, ::step].contiguous(), full  # (B, 3, h, w)
+    return full[:, :, ::step, ::step].contiguous(), None, full  # (B, 3, h, w)
 
 
 def _full_frames(batch: Any) -> Tensor:
@@ -396,6 +436,7 @@ def measure(
     lpips_size: int | None = 256,
     batch_size: int = 16,
     backend: Backend = "auto",
+    decode_threads: int = 0,
     on_frames: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
 ) -> VideoMetrics:
@@ -416,7 +457,8 @@ def measure(
         lpips: a model from :func:`vidfix.metrics.load_lpips` to add ``lpips_anchor`` and ``lpips_adjacent``.
         lpips_size: short side larger frames are shrunk to for LPIPS (``None``: native size).
         batch_size: frames decoded and measured at once.
-        backend: file reader (:func:`vidfix.metrics.iter_video`).
+        backend, decode_threads: file reader and its threads (:func:`vidfix.metrics.iter_video`); files are decoded
+            in a background thread, one batch ahead of the metrics.
         on_start: called once with the expected number of frames (or ``None``), e.g. to size a progress bar.
         on_frames: called after each batch with the number of frames just measured.
 
@@ -436,7 +478,7 @@ def measure(
     if any(k < 1 for k in lag_list):
         raise ValueError(f"lags must be >= 1, got {tuple(lags)}")
     if isinstance(video, (str, os.PathLike)):
-        src = _file_source(video, stride, start, end, max_frames, batch_size, backend)
+        src = _file_source(video, stride, start, end, max_frames, batch_size, backend, decode_threads)
         label = name or os.path.basename(os.fspath(video))
     else:
         src = _array_source(video, layout, value_range, fps, stride, start, end, max_frames, batch_size)
@@ -473,8 +515,8 @@ def measure(
             raise ValueError(f"frame size changed mid-video from {width}x{height} to {wb}x{hb}")
 
         # Per-frame statistics on the analysis grid.
-        g, full = _to_grid(batch, step, size)  # (B, 3, h, w)
-        stats, y = _luma_stats(g)  # y: (B, h, w) luma
+        g, linear, full = _to_grid(batch, step, size)  # (B, 3, h, w)
+        stats, y = _luma_stats(g, linear)  # y: (B, h, w) luma
         for key, value in stats.items():
             keep(key, value)
         thumbs.append(_thumb(y).double().cpu().numpy())
