@@ -202,3 +202,32 @@ def test_script_runs_standalone(clips, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert load_report(tmp_path / "s.json")["videos"][0]["name"] == "plain.mkv"
+
+
+def test_eight_bit_fast_path_matches_float_path():
+    from vidfix.metrics.color import SRGB_TO_LINEAR_U8, srgb_to_linear
+
+    codes = torch.arange(256, dtype=torch.float32) / 255
+    assert torch.allclose(torch.from_numpy(SRGB_TO_LINEAR_U8), srgb_to_linear(codes.clone()), atol=1e-7)
+    u8 = to_u8(scene(6, 48, 64, seed=8))
+    a, b = measure(u8), measure(u8 / 255.0)  # table look-up vs powers
+    for name in a.series:
+        np.testing.assert_allclose(a.series[name], b.series[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_background_decoding_passes_errors_and_stops():
+    from vidfix.metrics.measure import _prefetch
+
+    def items():
+        yield 1
+        yield 2
+        raise RuntimeError("decoder broke")
+
+    got = []
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        for x in _prefetch(items()):
+            got.append(x)
+    assert got == [1, 2]
+    endless = _prefetch(iter(range(10**9)))
+    assert [next(endless) for _ in range(3)] == [0, 1, 2]
+    endless.close()  # the consumer stops early: the worker is told to stop
