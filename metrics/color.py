@@ -200,7 +200,7 @@ def color_stats_and_luma(frames: Tensor, linear: Tensor | None = None) -> tuple[
     lo = torch.minimum(torch.minimum(r, g), b)
     saturation = (hi - lo).div_(hi.clamp_min(1e-12)).sum(1) / n
 
-    lin = srgb_to_linear(x) if linear is None else linear.reshape(t, 3, -1)
+    lin = srgb_to_linear(x) if linear is None else linear.reshape(t, 3, -1)  # (T, 3, N)
     xyz = _matrix(x.device, x.dtype) @ lin  # (T, 3, N) XYZ / white
     f = _lab_f(xyz)  # (T, 3, N); Lab is affine in f, so mean Lab comes from mean f
     f_mean = f.sum(2) / n  # (T, 3)
@@ -222,4 +222,4 @@ def color_stats_and_luma(frames: Tensor, linear: Tensor | None = None) -> tuple[
         "clip_high": (hi >= _HIGH).sum(1).to(x.dtype) / n,
         "clip_low": (lo <= _LOW).sum(1).to(x.dtype) / n,
         "saturation": saturation,
-    }, y.view(t, *frames.shape[2:])
+    }, y.view(t, *frames.shape[2:])  # (T, H, W)

@@ -126,7 +126,7 @@ def as_videos(
     if not hi > lo:
         raise ValueError(f"value_range must be (lo, hi) with hi > lo, got {value_range}")
 
-    v = t if layout.startswith("B") else t.unsqueeze(0)
+    v = t if layout.startswith("B") else t.unsqueeze(0)  # batch axis first, B = 1 if absent
     v = v.permute(*_TO_BTCHW[layout])  # (B, T, C, H, W)
     v = v.float() if not v.is_floating_point() or v.dtype == torch.float64 else v.to(torch.float32)
     if not bool(torch.isfinite(v).all()):

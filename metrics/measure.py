@@ -180,10 +180,10 @@ def frame_stats(frames: Tensor) -> dict[str, Tensor]:
 
 
 def _thumb(y: Tensor) -> Tensor:
+    """2x2 luma thumbnail (quadrant means), the spatial part of the Frechet features: ``(T, h, w)`` to ``(T, 4)``."""
     t, h, w = y.shape
-    return (
-        y[:, : h // 2 * 2, : w // 2 * 2].reshape(t, 2, h // 2, 2, w // 2).mean((2, 4)).reshape(t, 4)
-    )  # (T, 4)
+    q = y[:, : h // 2 * 2, : w // 2 * 2].reshape(t, 2, h // 2, 2, w // 2)  # (T, 2, h/2, 2, w/2) quadrants
+    return q.mean((2, 4)).reshape(t, 4)  # (T, 4): top-left, top-right, bottom-left, bottom-right
 
 
 def _delta_e_series(series: dict[str, np.ndarray], anchor_frames: int) -> np.ndarray:

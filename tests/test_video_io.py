@@ -201,3 +201,15 @@ def test_write_errors(tmp_path, frames):
         write_video(tmp_path / "none.mkv", iter([]), codec="ffv1")
     odd = write_video(tmp_path / "odd.mkv", frames[:, :47], codec="ffv1")  # lossless codecs take odd sizes
     assert read_video(odd).shape == (T, 47, W, 3)
+
+
+def test_video_file_with_zero_frames(tmp_path):
+    path = tmp_path / "zero.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        c.start_encoding()  # header and trailer, no frame
+    with pytest.raises(VideoReadError, match="no video stream|no frames"):
+        read_video(path)
+    with pytest.raises(VideoReadError, match="no video stream|no frames"):
+        measure(path)
