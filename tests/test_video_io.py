@@ -209,7 +209,7 @@ def test_video_file_with_zero_frames(tmp_path):
         s = c.add_stream("libx264", rate=24)
         s.width, s.height, s.pix_fmt = W, H, "yuv420p"
         c.start_encoding()  # header and trailer, no frame
-    with pytest.raises(VideoReadError, match="no video stream|no frames"):
+    with pytest.raises(VideoReadError, match=r"no video stream|no frames"):
         read_video(path)
-    with pytest.raises(VideoReadError, match="no video stream|no frames"):
+    with pytest.raises(VideoReadError, match=r"no video stream|no frames"):
         measure(path)
