@@ -1,7 +1,7 @@
 """vidfix.metrics: temporal drift of any video file or tensor, with numbers you can reproduce.
 
 Frames are ``(T, 3, H, W)`` float in [0, 1] (sRGB); arrays and tensors state their layout (``THWC``, ``TCHW``,
-``CTHW``, ``BCTHW``, ``BTCHW``) and value range; files are decoded with decord (PyAV fallback) in batches.
+``CTHW``, ``BCTHW``, ``BTCHW``, ``BTHWC``) and value range; files are decoded with decord (PyAV fallback) in batches.
 No network is needed except, optionally, the LPIPS backbone from the torch hub cache.
 
     >>> from vidfix.metrics import drift_report, format_table, plot_report

@@ -11,6 +11,7 @@ layout     shape                   typical source
 ``CTHW``   ``(C, T, H, W)``        one video of a ``(B, C, F, H, W)`` batch
 ``BCTHW``  ``(B, C, T, H, W)``     vidfix, Wan, HunyuanVideo, SkyReels decoded output
 ``BTCHW``  ``(B, T, C, H, W)``     CogVideoX decoded output
+``BTHWC``  ``(B, T, H, W, C)``     diffusers ``pipe(..., output_type="np").frames``
 =========  ======================  ==================================================
 
 Value range: integers default to their full range (uint8 ``(0, 255)``, uint16 ``(0, 65535)``), floats to
@@ -39,7 +40,7 @@ from torch import Tensor
 
 __all__ = ["LAYOUTS", "Layout", "as_frames", "as_videos", "check_frames", "to_uint8"]
 
-Layout: TypeAlias = Literal["THWC", "TCHW", "CTHW", "BCTHW", "BTCHW"]
+Layout: TypeAlias = Literal["THWC", "TCHW", "CTHW", "BCTHW", "BTCHW", "BTHWC"]
 LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 
 _CHANNELS = (1, 2, 3, 4)
@@ -51,8 +52,9 @@ _TO_BTCHW: dict[str, tuple[int, ...]] = {
     "CTHW": (0, 2, 1, 3, 4),
     "BCTHW": (0, 2, 1, 3, 4),
     "BTCHW": (0, 1, 2, 3, 4),
+    "BTHWC": (0, 1, 4, 2, 3),
 }
-_CHANNEL_AXIS = {"THWC": 3, "TCHW": 1, "CTHW": 0, "BCTHW": 1, "BTCHW": 2}
+_CHANNEL_AXIS = {"THWC": 3, "TCHW": 1, "CTHW": 0, "BCTHW": 1, "BTCHW": 2, "BTHWC": 4}
 
 
 def _to_tensor(x: Any, name: str) -> Tensor:

@@ -119,7 +119,7 @@ def _fps_of(video: Any, fps: float | None) -> float | None:
 
 
 def _split_batch(videos: Any, layout: Layout) -> tuple[list[Any], Layout]:
-    """A single batched tensor/array (``BCTHW``/``BTCHW``) becomes its B videos, each with B = 1."""
+    """A single batched tensor/array (a ``B...`` layout) becomes its B videos, each with B = 1."""
     if isinstance(videos, (str, os.PathLike, VideoMetrics)):
         return [videos], layout
     if hasattr(videos, "shape"):
@@ -257,7 +257,7 @@ def drift_report(
     """Measure videos and summarise their drift as a JSON-ready dict (schema in the module docstring).
 
     Args:
-        videos: paths, arrays/tensors (in ``layout``), :class:`VideoMetrics`, or one batched tensor (``BCTHW``/``BTCHW``)
+        videos: paths, arrays/tensors (in ``layout``), :class:`VideoMetrics`, or one batched tensor (a ``B...`` layout)
             meaning its B videos (vidfix's sampler output: ``layout="BCTHW", value_range=(-1, 1)``).
         names: labels for the videos (default: file names, ``video0``...).
         reference: real/reference videos (one or a list, same forms) for the windowed Frechet distance.

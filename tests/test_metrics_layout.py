@@ -17,6 +17,7 @@ TO_LAYOUT = {
     "CTHW": lambda x: x.transpose(3, 0, 1, 2),
     "BCTHW": lambda x: x.transpose(3, 0, 1, 2)[None],
     "BTCHW": lambda x: x.transpose(0, 3, 1, 2)[None],
+    "BTHWC": lambda x: x[None],
 }
 
 

@@ -231,3 +231,13 @@ def test_background_decoding_passes_errors_and_stops():
     endless = _prefetch(iter(range(10**9)))
     assert [next(endless) for _ in range(3)] == [0, 1, 2]
     endless.close()  # the consumer stops early: the worker is told to stop
+
+
+def test_diffusers_numpy_output():
+    frames = np.stack(
+        [scene(8, 32, 32, seed=1), with_brightness(scene(8, 32, 32, seed=1), 0.1)]
+    )  # (B, F, H, W, C)
+    report = drift_report(frames.astype(np.float32), layout="BTHWC")  # pipe(..., output_type="np").frames
+    assert [v["name"] for v in report["videos"]] == ["video0", "video1"]
+    a, b = (v["start_end"]["luma_mean"]["signed"] for v in report["videos"])
+    assert b - a == pytest.approx(0.1 * 6 / 7, abs=1e-4)  # mean of last 2 of 8 minus first 2: 6/7 of the ramp
