@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -126,20 +125,7 @@ def test_unwritable_output_folder(
     assert "is not writable" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("vidfix.scripts.generate_pipeline") is None,
-    reason="no pipeline front end in this build",
-)
 def test_pipeline_runs_are_delegated(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         gen.main(["--pipeline", "wan", "--help"])
     assert info.value.code == 0 and "--prompt" in capsys.readouterr().out  # the pipeline front end's options
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("vidfix.scripts.generate_pipeline") is not None,
-    reason="the pipeline front end exists",
-)
-def test_pipeline_front_end_missing_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
-    assert gen.main(["--pipeline", "wan"]) == 2
-    assert "vidfix.scripts.generate_pipeline" in capsys.readouterr().err
