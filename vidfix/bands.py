@@ -302,40 +302,78 @@ def _pair_sum(x: Tensor, ax: int, mode: PadMode) -> Tensor:
     n = x.shape[ax]
     even = n - n % 2
     pairs = x.narrow(ax, 0, even).unflatten(ax, (even // 2, 2))  # (..., n/2, 2, ...)
-    out = torch.add(pairs.select(ax + 1, 0), pairs.select(ax + 1, 1))
-    if n % 2:
-        last = x.narrow(ax, n - 1, 1)
-        if mode == "symmetric":
-            tail = last * 2
-        elif mode == "reflect":
-            if n < 2:
-                raise ValueError(f"mode='reflect' needs at least 2 samples along axis {ax}, got {n}")
-            tail = last + x.narrow(ax, n - 2, 1)
-        else:
-            tail = last.clone()
-        out = torch.cat([out, tail], dim=ax)
+    if n % 2 == 0:
+        return torch.add(pairs.select(ax + 1, 0), pairs.select(ax + 1, 1))
+    if mode == "reflect" and n < 2:
+        raise ValueError(f"mode='reflect' needs at least 2 samples along axis {ax}, got {n}")
+    out = x.new_empty((*x.shape[:ax], even // 2 + 1, *x.shape[ax + 1 :]))
+    torch.add(pairs.select(ax + 1, 0), pairs.select(ax + 1, 1), out=out.narrow(ax, 0, even // 2))
+    # Size-1 views squeezed: strided ``out=`` ops with size-1 middle dims are very slow on multi-threaded CPU.
+    last, tail = x.select(ax, n - 1), out.select(ax, even // 2)
+    if mode == "symmetric":
+        torch.mul(last, 2, out=tail)
+    elif mode == "reflect":
+        torch.add(last, x.select(ax, n - 2), out=tail)
+    else:
+        tail.copy_(last)
     return out
+
+
+def _pair_sum_terms(terms: Sequence[tuple[float, Tensor]], ax: int, mode: PadMode) -> tuple[Tensor, float]:
+    """Pair sums of ``sum_i a_i t_i`` along ``ax`` as ``(u, k)`` with the result ``k * u``.
+
+    The combination is never materialised at full size: ``u = ps(t_0) + (a_1 / a_0) ps(t_1) + ...``
+    accumulates the pairs directly and the common factor ``k = a_0`` is applied later, on smaller tensors.
+    """
+    live = [(a, t) for a, t in terms if a != 0]
+    if not live:
+        return _pair_sum(terms[0][1], ax, mode).zero_(), 0.0
+    k, first = live[0]
+    u = _pair_sum(first, ax, mode)
+    for a, t in live[1:]:
+        u.add_(_pair_sum(t, ax, mode), alpha=a / k)
+    return u, k
 
 
 def _repeat2(x: Tensor, ax: int, n: int) -> Tensor:
     """Each sample twice along ``ax``, cropped to ``n`` (the inverse of pairing, for broadcasting back)."""
-    return x.repeat_interleave(2, dim=ax).narrow(ax, 0, n)
+    ax = ax % x.dim()
+    doubled = x.unsqueeze(ax + 1).expand(*x.shape[: ax + 1], 2, *x.shape[ax + 1 :])
+    return doubled.flatten(ax, ax + 1).narrow(ax, 0, n)
 
 
-def _add_upsampled(base: Tensor, small: Tensor, ax: int) -> Tensor:
-    """``base + repeat2(small, ax)`` in one pass over ``base`` (broadcast over the pair axis, not copied)."""
-    ax = ax % base.dim()
-    n = base.shape[ax]
-    even = n - n % 2
+def _add_upsampled(base: Tensor, small: Tensor, axes: Sequence[int]) -> Tensor:
+    """``base + small`` repeated twice along each of ``axes``, in one pass over ``base``.
+
+    ``small`` is broadcast over the pair dimension of each axis instead of being copied; odd tails (one
+    sample left at the end of an axis) are added separately, so every region is one strided add.
+    """
+    nd = base.dim()
+    axes = sorted(ax % nd for ax in axes)
     out = torch.empty_like(base)
-    pairs_shape = (*base.shape[:ax], even // 2, 2, *base.shape[ax + 1 :])
-    torch.add(
-        base.narrow(ax, 0, even).reshape(pairs_shape),
-        small.narrow(ax, 0, even // 2).unsqueeze(ax + 1),
-        out=out.narrow(ax, 0, even).view(pairs_shape),
-    )
-    if n % 2:
-        torch.add(base.narrow(ax, n - 1, 1), small.narrow(ax, even // 2, 1), out=out.narrow(ax, n - 1, 1))
+    # Each axis splits into its paired part and (if odd) its tail; visit every combination once.
+    splits = []
+    for ax in axes:
+        n = base.shape[ax]
+        even = n - n % 2
+        parts = [(0, even, 0, even // 2, True)] if even else []
+        if n % 2:
+            parts.append((even, 1, even // 2, 1, False))
+        splits.append(parts)
+    for combo in product(*splits):
+        b, o, sm = base, out, small
+        for ax, (start, length, s_start, s_len, _) in zip(axes, combo):
+            b, o, sm = b.narrow(ax, start, length), o.narrow(ax, start, length), sm.narrow(ax, s_start, s_len)
+        # Unflatten paired axes into (n/2, 2) and broadcast ``small`` over the 2; squeeze tail axes (size 1:
+        # strided ``out=`` ops with size-1 middle dims are pathologically slow on multi-threaded CPU).
+        # Last axis first keeps the earlier axis indices valid.
+        for ax, (_, length, _, _, paired) in reversed(list(zip(axes, combo))):
+            if paired:
+                b, o = b.unflatten(ax, (length // 2, 2)), o.unflatten(ax, (length // 2, 2))
+                sm = sm.unsqueeze(ax + 1)
+            else:
+                b, o, sm = b.squeeze(ax), o.squeeze(ax), sm.squeeze(ax)
+        torch.add(b, sm, out=o)
     return out
 
 
@@ -358,49 +396,48 @@ def _haar_filter(
     and height axes first (cheap on contiguous memory), the coarse result is broadcast back along them, and
     the full-resolution work is one pass per input plus one for the output; zero gains skip their terms.
     """
+    ref = terms[0][1]
+    w = ref.shape[-1]
     st: Tensor | None = None
-    c: Tensor | None = None
     if dims == "3d":
-        # Time-pair sums of d (half size), then height and width pairs (block sums, 1/8 size).
-        for a, t in terms:
-            ps = _pair_sum(t, -3, mode)
-            st = ps.mul_(a) if st is None else st.add_(ps, alpha=a)
-        assert st is not None
-        c = _pair_sum(_pair_sum(st, -2, mode), -1, mode).mul_(0.125)  # (..., F/2, H/2, W/2) block means
+        # Time-pair sums of d (half size), then height and width pairs: block sums (1/8 size).
+        st, k = _pair_sum_terms(terms, -3, mode)
+        c = _pair_sum(_pair_sum(st, -2, mode), -1, mode)
+        c_scale = k / 8.0  # block means = c_scale * c
     else:
-        for a, t in terms:
-            ps = _pair_sum(_pair_sum(t, -2, mode), -1, mode)
-            c = ps.mul_(0.25 * a) if c is None else c.add_(ps, alpha=0.25 * a)
-    assert c is not None
+        hs, k = _pair_sum_terms(terms, -2, mode)
+        c = _pair_sum(hs, -1, mode)
+        c_scale = k / 4.0
     # Coarse correction: recursion on the block means, or the low gain at the last level.
     if level > 1:
-        coarse = _haar_filter([(1.0, c)], g_low, g_sp, g_t, dims, level - 1, mode)
+        means = c.mul_(c_scale)
+        coarse = _haar_filter([(1.0, means)], g_low, g_sp, g_t, dims, level - 1, mode)
         if g_sp != 0:
-            coarse = coarse.sub_(c, alpha=g_sp)
+            coarse = coarse.sub_(means, alpha=g_sp)
     else:
-        coarse = c.mul_(g_low - g_sp)
-    ref = terms[0][1]
-    h, w = ref.shape[-2], ref.shape[-1]
-    # Back to full height and width (half time resolution in 3d).
-    up = _repeat2(coarse, -1, w)
-    if dims == "3d":
-        up = _repeat2(up, -2, h)
-        if g_sp != g_t:
-            assert st is not None
-            up = up.add_(st, alpha=0.5 * (g_sp - g_t))  # (g_sp - g_t) A_t d, at half time resolution
-    # Full resolution: base + g_full d + broadcast of the coarser terms.
+        coarse = c.mul_(c_scale * (g_low - g_sp))
+    up = _repeat2(coarse, -1, w)  # width restored; time and height are broadcast in the final add
+    # Full resolution: base + g_full d, then the coarser terms added in one broadcast pass.
     g_full = g_t if dims == "3d" else g_sp
     out = base
     if g_full != 0:
         for a, t in terms:
-            out = (
-                t * (a * g_full)
-                if out is None
-                else (torch.add(out, t, alpha=a * g_full) if out is base else out.add_(t, alpha=a * g_full))
-            )
+            if a == 0:
+                continue
+            if out is None:
+                out = t * (a * g_full)
+            elif out is base:
+                out = torch.add(out, t, alpha=a * g_full)
+            else:
+                out = out.add_(t, alpha=a * g_full)
     if out is None:
         out = torch.zeros_like(ref)
-    return _add_upsampled(out, up, -3 if dims == "3d" else -2)
+    if dims == "3d" and g_sp != g_t:
+        assert st is not None
+        # (g_sp - g_t) A_t d lives at half time resolution: join it with the coarse term there.
+        half = _add_upsampled(st.mul_(0.5 * (g_sp - g_t) * k), up, (-2,))
+        return _add_upsampled(out, half, (-3,))
+    return _add_upsampled(out, up, (-3, -2) if dims == "3d" else (-2,))
 
 
 def _generic_filter(
