@@ -14,6 +14,9 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
 
 from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 from vidfix.pipelines.ltx import LTXTokens
+from vidfix.pipelines.reference import REFERENCE_WEIGHTS_DIR, load_reference_model, reference_scheduler
+from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_video, reference_videos
+from vidfix.pipelines.reference_model import ReferenceVideoModel
 from vidfix.pipelines.runs import (
     RunFolder,
     RunFolderError,
@@ -51,6 +54,7 @@ from vidfix.pipelines.stabilize import (
 )
 
 __all__ = [
+    "REFERENCE_WEIGHTS_DIR",
     "SUPPORTED_PIPELINES",
     "ChunkCallback",
     "ChunkRecord",
@@ -59,9 +63,11 @@ __all__ = [
     "NonFiniteChunkError",
     "PipelineSpec",
     "RunFolder",
+    "ReferenceVideoModel",
     "RunFolderError",
     "SamplerConfig",
     "SamplerState",
+    "SpriteVideoConfig",
     "Stabilized",
     "StepCallback",
     "Teacher",
@@ -73,11 +79,15 @@ __all__ = [
     "generate",
     "generate_videos",
     "load_pipeline",
+    "load_reference_model",
     "load_video",
     "make_corrector",
     "match_statistics",
     "merge_chunk",
     "pipeline_spec",
+    "reference_scheduler",
+    "reference_video",
+    "reference_videos",
     "renoise_context",
     "run_spec",
     "sample_video",

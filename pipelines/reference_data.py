@@ -1,0 +1,278 @@
+"""The procedural *stationary* video process the reference model is trained on and measured against.
+
+Each video (one integer seed) is a few anti-aliased sprites (disc, square, triangle, ring, cross) of fixed
+colours bouncing at constant speed inside the frame, over a coloured background textured with plane waves
+that pans slowly. Every quantity is a closed-form function of (seed, frame index), so any frame range of
+any length renders directly, deterministically, and independently of the batch it lands in.
+
+Why stationary: sprite positions follow reflected straight lines started from a uniform unfolded position,
+so each position is uniform at every time; texture phases are uniform, so a pan leaves their law unchanged.
+The true per-frame statistics (mean colour, contrast, saturation, sharpness) therefore have no trend over
+time, and any trend in generated video is drift, measurable against fresh real samples.
+
+Layout: pixels are the latents, float32 in [-1, 1], ``(B, 3, F, H, W)`` (``(3, F, H, W)`` for one video).
+
+Example:
+    >>> video = reference_video(7, 32)                       # (3, 32, 64, 64), seed 7, frames 0..31
+    >>> later = reference_video(7, 8, start=1000)            # frames 1000..1007 of the same video
+    >>> batch = reference_videos([0, 1, 2], 16, start=[0, 50, 9])   # (3, 3, 16, 64, 64)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias, get_args
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SHAPES",
+    "Shape",
+    "SpriteParams",
+    "SpriteVideoConfig",
+    "reference_video",
+    "reference_videos",
+    "render_frames",
+    "sample_params",
+]
+
+Shape: TypeAlias = Literal["disc", "square", "triangle", "ring", "cross"]
+SHAPES: tuple[Shape, ...] = get_args(Shape)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpriteVideoConfig:
+    """Law of the sprite process. Lengths are fractions of the frame's smaller side, so any size works."""
+
+    height: int = 64  # frame height in pixels
+    width: int = 64  # frame width in pixels
+    min_sprites: int = 2  # sprites per video, drawn uniformly in [min_sprites, max_sprites]
+    max_sprites: int = 4
+    shapes: tuple[Shape, ...] = SHAPES  # shapes a sprite may take, drawn uniformly
+    radius: tuple[float, float] = (0.09, 0.15)  # sprite circumradius range (fraction of side)
+    speed: tuple[float, float] = (0.01, 0.025)  # sprite speed range per frame (fraction of side)
+    pan_speed: tuple[float, float] = (0.002, 0.006)  # background pan speed per frame (fraction of side)
+    waves: int = 3  # coarse background plane waves (1.5 to 5 cycles per side)
+    fine_waves: int = 1  # fine background plane waves (8 to 12 cycles per side): detail to keep or lose
+    edge: float = 1.0  # width of the anti-aliased sprite edge, in pixels
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"frames must be at least 8x8 pixels, got {self.height}x{self.width}")
+        if not 1 <= self.min_sprites <= self.max_sprites:
+            raise ValueError(f"need 1 <= min_sprites <= max_sprites, got {self.min_sprites}, {self.max_sprites}")
+        bad = [s for s in self.shapes if s not in SHAPES]
+        if bad or not self.shapes:
+            raise ValueError(f"unknown shapes {bad}; allowed: {', '.join(SHAPES)}")
+        if self.radius[0] <= 0 or self.radius[1] >= 0.4 or self.radius[0] > self.radius[1]:
+            raise ValueError(f"radius range must lie in (0, 0.4) and be ordered, got {self.radius}")
+
+
+@dataclass(frozen=True)
+class SpriteParams:
+    """Per-video parameters of a batch (``S`` = max_sprites slots, unused slots have ``present == 0``).
+
+    Shapes: ``present, shape, radius, angle`` ``(B, S)``; ``pos0, vel`` ``(B, S, 2)`` (unfolded start and
+    velocity in pixels, (x, y)); ``color`` ``(B, S, 3)``; ``bg`` ``(B, 3)``; ``wave_k`` ``(B, N, 2)`` (radians per
+    pixel); ``wave_phase`` ``(B, N)``; ``wave_color`` ``(B, N, 3)``; ``pan`` ``(B, 2)`` pixels per frame.
+    """
+
+    present: Tensor
+    shape: Tensor
+    radius: Tensor
+    angle: Tensor
+    pos0: Tensor
+    vel: Tensor
+    color: Tensor
+    bg: Tensor
+    wave_k: Tensor
+    wave_phase: Tensor
+    wave_color: Tensor
+    pan: Tensor
+
+
+def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """HSV in [0, 1] to RGB in [0, 1]; ``(...,)`` each -> ``(..., 3)``."""
+    k = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype)
+    kk = (k + h.unsqueeze(-1) * 6.0) % 6.0  # (..., 3)
+    return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float, *shape: int) -> Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+
+
+def _params_one(seed: int, cfg: SpriteVideoConfig) -> dict[str, Tensor]:
+    """Draw one video's parameters from its own generator, always the same draws in the same order."""
+    g = torch.Generator().manual_seed(int(seed))
+    side = float(min(cfg.height, cfg.width))
+    S, N = cfg.max_sprites, cfg.waves + cfg.fine_waves
+    n = int(torch.randint(cfg.min_sprites, cfg.max_sprites + 1, (1,), generator=g))
+    present = (torch.arange(S) < n).double()
+    shape = torch.randint(0, len(cfg.shapes), (S,), generator=g)
+    shape = torch.tensor([SHAPES.index(cfg.shapes[int(i)]) for i in shape])
+    radius = _uniform(g, *cfg.radius, S) * side
+    angle = _uniform(g, 0.0, 2 * math.pi, S)
+    # Unfolded start uniform over one reflection period [0, 2L): the reflected position is uniform forever.
+    span = torch.tensor([cfg.width, cfg.height], dtype=torch.float64) - 2 * radius.unsqueeze(-1)  # (S, 2)
+    pos0 = _uniform(g, 0.0, 1.0, S, 2) * 2 * span
+    heading = _uniform(g, 0.0, 2 * math.pi, S)
+    speed = _uniform(g, *cfg.speed, S) * side
+    vel = torch.stack([heading.cos(), heading.sin()], -1) * speed.unsqueeze(-1)  # (S, 2)
+    color = _hsv_to_rgb(_uniform(g, 0, 1, S), _uniform(g, 0.55, 1.0, S), _uniform(g, 0.6, 1.0, S))  # (S, 3)
+    bg = _hsv_to_rgb(_uniform(g, 0, 1, 1), _uniform(g, 0.15, 0.5, 1), _uniform(g, 0.3, 0.6, 1))[0]  # (3,)
+    freq = torch.cat([_uniform(g, 1.5, 5.0, cfg.waves), _uniform(g, 8.0, 12.0, cfg.fine_waves)])  # cycles/side
+    direction = _uniform(g, 0.0, 2 * math.pi, N)
+    wave_k = torch.stack([direction.cos(), direction.sin()], -1) * (2 * math.pi * freq / side).unsqueeze(-1)
+    wave_phase = _uniform(g, 0.0, 2 * math.pi, N)
+    amp = torch.cat([_uniform(g, 0.03, 0.09, cfg.waves), _uniform(g, 0.03, 0.06, cfg.fine_waves)])  # (N,)
+    tint = torch.randn(N, 3, generator=g, dtype=torch.float64) * 0.5 + 1.0  # mostly luminance, some hue
+    wave_color = tint / tint.norm(dim=-1, keepdim=True) * math.sqrt(3) * amp.unsqueeze(-1)  # (N, 3)
+    pan_dir = _uniform(g, 0.0, 2 * math.pi, 1)
+    pan = torch.cat([pan_dir.cos(), pan_dir.sin()]) * _uniform(g, *cfg.pan_speed, 1) * side  # (2,)
+    return {
+        "present": present, "shape": shape, "radius": radius, "angle": angle, "pos0": pos0, "vel": vel,
+        "color": color, "bg": bg, "wave_k": wave_k, "wave_phase": wave_phase, "wave_color": wave_color,
+        "pan": pan,
+    }  # fmt: skip
+
+
+def sample_params(seeds: Sequence[int], config: SpriteVideoConfig | None = None) -> SpriteParams:
+    """Parameters of the videos ``seeds`` (one generator per seed: a video never depends on its batch)."""
+    cfg = config or SpriteVideoConfig()
+    if len(seeds) == 0:
+        raise ValueError("need at least one seed")
+    rows = [_params_one(int(s), cfg) for s in seeds]
+    return SpriteParams(**{k: torch.stack([r[k] for r in rows]) for k in rows[0]})
+
+
+def _box(ax: Tensor, ay: Tensor, hx: Tensor, hy: Tensor) -> Tensor:
+    """Signed distance to an axis-aligned box of half sizes ``hx, hy`` (``ax, ay`` = |local coordinates|)."""
+    qx, qy = ax - hx, ay - hy
+    return torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2) + torch.maximum(qx, qy).clamp(max=0)
+
+
+def _sdf(shape: Shape, px: Tensor, py: Tensor, r: Tensor) -> Tensor:
+    """Signed distance (pixels, negative inside) of ``shape`` with circumradius ``r`` at local ``px, py``."""
+    if shape == "disc":
+        return torch.sqrt(px * px + py * py) - r
+    if shape == "ring":
+        return (torch.sqrt(px * px + py * py) - 0.68 * r).abs() - 0.32 * r
+    ax, ay = px.abs(), py.abs()
+    if shape == "square":  # half side 0.78 r: a touch larger than inscribed, so it reads as a square
+        return _box(ax, ay, 0.78 * r, 0.78 * r)
+    if shape == "cross":  # plus sign: union of two boxes, arm half-width 0.34 r
+        return torch.minimum(_box(ax, ay, 0.92 * r, 0.34 * r), _box(ax, ay, 0.34 * r, 0.92 * r))
+    # Equilateral triangle (Quilez's exact SDF), half side h = r sqrt(3) / 2.
+    k = math.sqrt(3.0)
+    h = r * k / 2
+    tx, ty = ax - h, -py + h / k
+    flip = (tx + k * ty) > 0
+    tx, ty = torch.where(flip, (tx - k * ty) / 2, tx), torch.where(flip, (-k * tx - ty) / 2, ty)
+    tx = tx - torch.maximum(tx, -2 * h).clamp(max=0.0)
+    return -torch.sqrt(tx * tx + ty * ty) * torch.sign(ty)
+
+
+def _reflect(u: Tensor, span: Tensor) -> Tensor:
+    """Position in ``[0, span]`` of a point bouncing between walls, from its unfolded coordinate ``u``."""
+    y = torch.remainder(u, 2 * span)
+    return span - (y - span).abs()
+
+
+def render_frames(params: SpriteParams, frames: Tensor, config: SpriteVideoConfig | None = None) -> Tensor:
+    """Render frame indices ``frames`` (``(B, F)`` or ``(F,)`` integers) of each video: ``(B, 3, F, H, W)``.
+
+    Positions and phases in float64 (exact at large frame indices), pixels in float32 in [-1, 1].
+    """
+    cfg = config or SpriteVideoConfig()
+    B = params.bg.shape[0]
+    t = torch.as_tensor(frames, dtype=torch.float64)
+    t = t.expand(B, -1) if t.dim() == 1 else t  # (B, F)
+    H, W = cfg.height, cfg.width
+    gy, gx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")  # (H, W) float32
+
+    # Background: base colour plus panning plane waves, separable as cos(a + b) = cos a cos b - sin a sin b
+    # (a over x, b over y). Phases are reduced mod 2 pi in float64 so the per-pixel work runs in float32.
+    shift = t.unsqueeze(-1) * params.pan[:, None, :]  # (B, F, 2)
+    phase = torch.remainder(params.wave_phase[:, None, :] - (params.wave_k[:, None] * shift[:, :, None]).sum(-1), 2 * math.pi)  # (B, F, N)
+    k = params.wave_k.float()
+    a = k[:, None, :, 0, None] * gx[0] + phase.float()[..., None]  # (B, F, N, W)
+    b = (k[:, None, :, 1, None] * gy[:, 0]).expand(-1, t.shape[1], -1, -1)  # (B, F, N, H)
+    rows = torch.cat([b.cos(), -b.sin()], 2)  # (B, F, 2N, H)
+    cols = torch.cat([a.cos(), a.sin()], 2)  # (B, F, 2N, W)
+    tint = params.wave_color.float().repeat(1, 2, 1)  # (B, 2N, 3)
+    img = params.bg.float()[:, None, :, None, None] + torch.einsum("bfmh,bfmw,bmc->bfchw", rows, cols, tint)
+    img = img.clamp(0.0, 1.0)  # (B, F, 3, H, W)
+
+    # Sprites, painted in slot order (fixed depth order), each inside a square window that holds it:
+    # sprites stay inside the frame, so a window of side 2 r_max + 4 clamped to the frame always covers one.
+    side = torch.tensor([W, H], dtype=torch.float64)
+    n = min(2 * math.ceil(float(params.radius.max())) + 4, H, W)  # window side in pixels
+    offs = torch.arange(n)
+    flat = img.flatten(3)  # (B, F, 3, H*W)
+    for j in range(params.present.shape[1]):
+        if not bool(params.present[:, j].any()):
+            continue
+        r = params.radius[:, j]  # (B,)
+        span = side - 2 * r[:, None]  # (B, 2)
+        unfolded = params.pos0[:, j, None, :] + t.unsqueeze(-1) * params.vel[:, j, None, :]  # (B, F, 2)
+        centre = r[:, None, None] + _reflect(unfolded, span[:, None, :])  # (B, F, 2) pixels, (x, y)
+        x0 = (centre[..., 0] - n / 2).round().long().clamp(0, W - n)  # (B, F) window origin
+        y0 = (centre[..., 1] - n / 2).round().long().clamp(0, H - n)
+        wx = x0[..., None, None] + offs  # (B, F, 1, n) pixel columns of the window
+        wy = y0[..., None, None] + offs[:, None]  # (B, F, n, 1) pixel rows
+        index = (wy * W + wx).flatten(2)  # (B, F, n*n)
+        centre = centre.float()
+        dx = (wx + 0.5 - centre[..., 0, None, None]).expand(-1, -1, n, n)  # (B, F, n, n)
+        dy = (wy + 0.5 - centre[..., 1, None, None]).expand(-1, -1, n, n)
+        ang = params.angle[:, j].float()
+        ca, sa = ang.cos()[:, None, None, None], ang.sin()[:, None, None, None]
+        px, py = ca * dx + sa * dy, -sa * dx + ca * dy
+        rr = r.float()[:, None, None, None]
+        d = torch.empty_like(px)
+        for i, name in enumerate(SHAPES):  # each video's own shape only
+            rows = params.shape[:, j] == i
+            if bool(rows.any()):
+                d[rows] = _sdf(name, px[rows], py[rows], rr[rows])
+        alpha = (0.5 - d / cfg.edge).clamp(0.0, 1.0) * params.present[:, j].float()[:, None, None, None]  # (B, F, n, n)
+        shade = 1.0 - 0.18 * (px - py) / (rr * math.sqrt(2))  # soft light from the top left
+        colour = (params.color.float()[:, j, None, :, None, None] * shade.unsqueeze(2)).clamp(0.0, 1.0)  # (B, F, 3, n, n)
+        idx = index.unsqueeze(2).expand(-1, -1, 3, -1)  # (B, F, 3, n*n)
+        under = flat.gather(3, idx)  # (B, F, 3, n*n)
+        flat = flat.scatter(3, idx, under + alpha.flatten(2).unsqueeze(2) * (colour.flatten(3) - under))
+    img = flat.view(B, t.shape[1], 3, H, W)  # (B, F, 3, H, W)
+    return (img * 2 - 1).permute(0, 2, 1, 3, 4).contiguous()  # (B, 3, F, H, W)
+
+
+def reference_videos(
+    seeds: Sequence[int],
+    num_frames: int,
+    *,
+    start: int | Sequence[int] = 0,
+    config: SpriteVideoConfig | None = None,
+) -> Tensor:
+    """Frames ``start .. start + num_frames - 1`` of the videos ``seeds``: ``(B, 3, F, H, W)`` in [-1, 1].
+
+    ``start`` is one frame index for all videos or one per video. Video ``seed`` is the same whatever
+    batch it is rendered in and whatever range is asked for.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    starts = torch.as_tensor([start] * len(seeds) if isinstance(start, int) else list(start), dtype=torch.float64)
+    if starts.numel() != len(seeds):
+        raise ValueError(f"got {starts.numel()} start frames for {len(seeds)} seeds")
+    if bool((starts < 0).any()):
+        raise ValueError("start frames must be >= 0")
+    params = sample_params(seeds, config)
+    frames = starts[:, None] + torch.arange(num_frames, dtype=torch.float64)  # (B, F)
+    return render_frames(params, frames, config)
+
+
+def reference_video(
+    seed: int, num_frames: int, *, start: int = 0, config: SpriteVideoConfig | None = None
+) -> Tensor:
+    """One video of the process: ``(3, F, H, W)`` in [-1, 1] (see :func:`reference_videos`)."""
+    return reference_videos([seed], num_frames, start=start, config=config)[0]

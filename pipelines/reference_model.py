@@ -1,0 +1,283 @@
+"""The reference chunk denoiser vidfix ships: a small pixel-space flow-matching video model.
+
+One call denoises a chunk of ``chunk_frames`` frames given up to ``max_context_frames`` clean frames that
+precede it (the last frames of the previous chunk; none for the first chunk). Latents are pixels,
+``(B, C, F, H, W)`` in [-1, 1]. Trained with flow matching in the diffusers convention, so the stock
+``FlowMatchEulerDiscreteScheduler`` and ``UniPCMultistepScheduler(prediction_type="flow_prediction",
+use_flow_sigmas=True)`` drive it:
+
+    x_s = (1 - s) x0 + s eps,    model(x_s, t=1000 s, context) ~ v = eps - x0,    x0_hat = x_s - s v.
+
+Architecture (MCVD-style, chosen for CPU speed): frames are stacked along channels, so one 2D U-Net pass
+sees the whole chunk and its context at once. Noisy frames, clean context frames (right-aligned, missing
+slots zero) and a per-slot "context present" mask are concatenated, pixel-unshuffled by ``patch_size``,
+run through a U-Net with timestep (AdaGN) conditioning and self-attention at the coarsest level, and
+pixel-shuffled back to ``(B, C, F, H, W)``. Context costs only input channels, not extra passes.
+
+Example:
+    >>> model = ReferenceVideoModel.tiny()                     # random weights, for tests
+    >>> x = torch.randn(2, 3, model.config.chunk_frames, 16, 16)
+    >>> v = model(x, torch.tensor(500.0), context=torch.zeros(2, 3, 1, 16, 16))   # (2, 3, F, 16, 16)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor, nn
+
+from vidfix._checks import check_finite, check_latents
+
+__all__ = ["ReferenceVideoModel"]
+
+
+def timestep_embedding(t: Tensor, dim: int, *, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of timesteps ``t`` ``(B,)`` (in [0, 1000]) -> ``(B, dim)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+def _zero(layer: nn.Conv2d) -> nn.Conv2d:
+    """Mark a residual branch's last layer to start at zero (each block starts as the identity)."""
+    layer._vidfix_zero_init = True  # type: ignore[assignment]
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, the second norm modulated by the embedding (AdaGN), plus a skip."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(min(groups, cout), cout, affine=False)
+        self.conv2 = _zero(nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        y = self.conv1(F.silu(self.norm1(h)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)  # (B, cout, 1, 1) each
+        y = self.norm2(y) * (1 + scale) + shift
+        return self.skip(h) + self.conv2(F.silu(y))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the positions of a feature map (global reach at the coarsest level)."""
+
+    def __init__(self, ch: int, heads: int, groups: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(min(groups, ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.out = _zero(nn.Conv2d(ch, ch, 1))
+
+    def forward(self, h: Tensor) -> Tensor:
+        B, C, H, W = h.shape
+        qkv = self.qkv(self.norm(h)).reshape(B, 3, self.heads, C // self.heads, H * W)  # (B, 3, nh, hd, HW)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # (B, nh, HW, hd) each
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, hd)
+        y = y.transpose(-1, -2).reshape(B, C, H, W)  # (B, C, H, W)
+        return h + self.out(y)
+
+
+class ReferenceVideoModel(ModelMixin, ConfigMixin):
+    """Chunk-conditioned flow-matching denoiser: ``model(x, t, context=...) -> v`` (a vidfix ``Denoiser``).
+
+    Args:
+        in_channels: colour channels (pixels are the latents).
+        sample_size: frame height and width the model takes.
+        chunk_frames: frames per chunk; the model denoises exactly this many.
+        max_context_frames: most clean context frames it takes; any count from 0 to this works.
+        patch_size: pixel-unshuffle factor of the stem (trades resolution for channels, for speed).
+        block_channels: U-Net channels per level, finest first (each level halves the resolution).
+        layers_per_block: residual blocks per level on each side of the U-Net.
+        attention_heads: heads of the self-attention at the coarsest level.
+        norm_groups: GroupNorm groups.
+        num_train_timesteps: timestep scale: ``t = s * num_train_timesteps`` (diffusers flow convention).
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        sample_size: int = 64,
+        chunk_frames: int = 8,
+        max_context_frames: int = 4,
+        patch_size: int = 2,
+        block_channels: tuple[int, ...] = (128, 192, 256),
+        layers_per_block: int = 2,
+        attention_heads: int = 4,
+        norm_groups: int = 32,
+        num_train_timesteps: int = 1000,
+    ) -> None:
+        super().__init__()
+        levels = len(block_channels)
+        down = patch_size * 2 ** (levels - 1)
+        if sample_size % down:
+            raise ValueError(f"sample_size {sample_size} must be a multiple of patch_size * 2**(levels-1) = {down}")
+        if chunk_frames < 1 or max_context_frames < 0:
+            raise ValueError(f"need chunk_frames >= 1 and max_context_frames >= 0, got {chunk_frames}, {max_context_frames}")
+        C, Fr, K, p = in_channels, chunk_frames, max_context_frames, patch_size
+        emb_dim = 4 * block_channels[0]
+        self.emb_dim = emb_dim
+        self.time_mlp = nn.Sequential(nn.Linear(block_channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.context_embed = nn.Embedding(K + 1, emb_dim)  # how many context frames are present
+        cin = (C * (Fr + K) + K) * p * p
+        self.conv_in = nn.Conv2d(cin, block_channels[0], 3, padding=1)
+
+        self.down_blocks = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        ch = block_channels[0]
+        for i, cout in enumerate(block_channels):
+            self.down_blocks.append(
+                nn.ModuleList([ResBlock(ch if j == 0 else cout, cout, emb_dim, norm_groups) for j in range(layers_per_block)])
+            )
+            ch = cout
+            if i < levels - 1:
+                self.downsamplers.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(ch, ch, emb_dim, norm_groups)
+        self.mid_attn = Attention(ch, attention_heads, norm_groups)
+        self.mid2 = ResBlock(ch, ch, emb_dim, norm_groups)
+
+        self.up_blocks = nn.ModuleList()
+        self.upsamplers = nn.ModuleList()
+        for i in reversed(range(levels)):
+            skip = block_channels[i]
+            cout = block_channels[i]
+            self.up_blocks.append(
+                nn.ModuleList(
+                    [ResBlock((ch + skip) if j == 0 else cout, cout, emb_dim, norm_groups) for j in range(layers_per_block)]
+                )
+            )
+            ch = cout
+            if i > 0:
+                self.upsamplers.append(nn.Conv2d(ch, block_channels[i - 1], 3, padding=1))
+                ch = block_channels[i - 1]
+        self.norm_out = nn.GroupNorm(min(norm_groups, ch), ch)
+        self.conv_out = _zero(nn.Conv2d(ch, C * Fr * p * p, 3, padding=1))
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> ReferenceVideoModel:
+        """A tiny random-weight model (16x16 frames, 4-frame chunks, 2 context frames) for fast tests."""
+        kwargs: dict[str, Any] = dict(
+            sample_size=16, chunk_frames=4, max_context_frames=2, patch_size=2,
+            block_channels=(16, 32), layers_per_block=1, attention_heads=2, norm_groups=8,
+        )  # fmt: skip
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator) -> ReferenceVideoModel:
+        """Re-draw every weight from ``generator`` (PyTorch's default laws), so training is seeded without
+        touching the global RNG; residual branch outputs start at zero."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                if getattr(module, "_vidfix_zero_init", False):
+                    nn.init.zeros_(module.weight)
+                    nn.init.zeros_(module.bias)
+                    continue
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                bound = 1.0 / math.sqrt(module.weight[0].numel())
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, generator=generator)
+            elif isinstance(module, nn.GroupNorm) and module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        return self
+
+    def _check(self, x: Any, t: Any, context: Any) -> tuple[Tensor, Tensor | None]:
+        cfg = self.config
+        size, C, Fr, K = cfg.sample_size, cfg.in_channels, cfg.chunk_frames, cfg.max_context_frames
+        check_latents(x, "x", ranks=(5,))
+        if tuple(x.shape[1:]) != (C, Fr, size, size):
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}; this model takes chunks (B, {C}, {Fr}, {size}, {size}) "
+                f"(chunk_frames={Fr}, sample_size={size})"
+            )
+        check_finite(x, "x")
+        if not isinstance(t, Tensor):
+            raise TypeError(f"t must be a torch.Tensor (scalar or (B,)), got {type(t).__name__}")
+        if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, x.shape[0])):
+            raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        check_finite(t.float(), "t")
+        if context is None:
+            return t, None
+        if not (isinstance(context, Tensor) and context.dim() == 5 and context.shape[2] == 0):  # 0 frames: none
+            check_latents(context, "context", ranks=(5,))
+        if context.shape[0] != x.shape[0] or tuple(context.shape[3:]) != (size, size) or context.shape[1] != C:
+            raise ValueError(
+                f"context has shape {tuple(context.shape)}; expected (B={x.shape[0]}, {C}, K, {size}, {size})"
+            )
+        if context.shape[2] > K:
+            raise ValueError(f"context has {context.shape[2]} frames; this model takes at most {K} (max_context_frames)")
+        check_finite(context, "context")
+        return t, (context if context.shape[2] > 0 else None)
+
+    def forward(self, x: Tensor, t: Tensor, *, context: Tensor | None = None, **kwargs: Any) -> Tensor:
+        """Velocity ``v = eps - x0`` for the noisy chunk ``x`` ``(B, C, F, H, W)`` at timestep ``t`` in
+        [0, 1000] (scalar or ``(B,)``), given clean context frames ``(B, C, K, H, W)``, ``K <= max_context_frames``
+        (the frames right before the chunk, oldest first), or None. Extra keyword arguments are refused."""
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        t, context = self._check(x, t, context)
+        B, C, _, H, W = x.shape
+        K = self.config.max_context_frames
+        k = 0 if context is None else context.shape[2]
+        # Right-align the context: slot K-1 is the frame just before the chunk.
+        padded = x.new_zeros(B, C, K, H, W)  # (B, C, K, H, W)
+        present = torch.zeros(B, K, dtype=torch.bool, device=x.device)  # (B, K)
+        if context is not None:
+            padded[:, :, K - k :] = context
+            present[:, K - k :] = True
+        return self.forward_padded(x, t, padded, present)
+
+    def forward_padded(self, x: Tensor, t: Tensor, context: Tensor, present: Tensor) -> Tensor:
+        """The unchecked core of :meth:`forward`, with a per-sample context: ``context`` ``(B, C, K, H, W)``
+        with ``K = max_context_frames`` and ``present`` ``(B, K)`` bool (absent slots are ignored).
+        Training uses it to mix context counts within a batch."""
+        cfg = self.config
+        B, C, Fr, H, W = x.shape
+        K, p = cfg.max_context_frames, cfg.patch_size
+        dtype = self.conv_in.weight.dtype
+        mask = present.to(x.dtype)[:, :, None, None].expand(B, K, H, W)  # (B, K, H, W)
+        ctx = context * mask.unsqueeze(1)  # (B, C, K, H, W), absent slots zero
+        h = torch.cat([x.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask], 1)  # (B, C(F+K)+K, H, W)
+        h = F.pixel_unshuffle(h.to(dtype), p)  # (B, (C(F+K)+K) p^2, H/p, W/p)
+
+        # Timestep and context-count embedding.
+        tt = t.reshape(-1).expand(B).to(x.device)  # (B,)
+        emb = self.time_mlp(timestep_embedding(tt, cfg.block_channels[0]).to(dtype))
+        emb = emb + self.context_embed(present.sum(1))  # (B, emb)
+
+        # U-Net.
+        h = self.conv_in(h)
+        skips = []
+        for i, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+            if i < len(self.downsamplers):
+                h = self.downsamplers[i](h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for i, blocks in enumerate(self.up_blocks):
+            h = torch.cat([h, skips.pop()], 1)
+            for block in blocks:
+                h = block(h, emb)
+            if i < len(self.upsamplers):
+                h = self.upsamplers[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        h = self.conv_out(F.silu(self.norm_out(h)))  # (B, C F p^2, H/p, W/p)
+        out = F.pixel_shuffle(h, p)  # (B, C F, H, W)
+        return out.reshape(B, C, Fr, H, W).to(x.dtype)  # (B, C, F, H, W)
