@@ -104,6 +104,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         attention_heads: heads of the self-attention at the coarsest level.
         norm_groups: GroupNorm groups.
         num_train_timesteps: timestep scale: ``t = s * num_train_timesteps`` (diffusers flow convention).
+        sigma_data: RMS of the data, for the preconditioning; 0 turns it off (the network outputs v directly).
     """
 
     config_name = "config.json"
@@ -121,6 +122,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         attention_heads: int = 4,
         norm_groups: int = 32,
         num_train_timesteps: int = 1000,
+        sigma_data: float = 0.4,
     ) -> None:
         super().__init__()
         levels = len(block_channels)
@@ -167,6 +169,9 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
                 ch = block_channels[i - 1]
         self.norm_out = nn.GroupNorm(min(norm_groups, ch), ch)
         self.conv_out = _zero(nn.Conv2d(ch, C * Fr * p * p, 3, padding=1))
+        # Linear path from the stacked input straight to the output: per-pixel values (the noise to remove,
+        # the context to copy) need not squeeze through the U-Net's features.
+        self.input_skip = _zero(nn.Conv2d(cin, C * Fr * p * p, 3, padding=1))
 
     @classmethod
     def tiny(cls, **overrides: Any) -> ReferenceVideoModel:
@@ -252,9 +257,21 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         B, C, Fr, H, W = x.shape
         K, p = cfg.max_context_frames, cfg.patch_size
         dtype = self.conv_in.weight.dtype
+        # Preconditioning (EDM, Karras et al. 2022, rewritten for flow matching): with x_s = (1 - s) x0 + s eps
+        # and E[x0^2] = sd^2, the best linear guess of v from x_s is c_skip x_s, the rest has std c_out, and
+        # c_in scales x_s to unit variance; the network only learns the unit-variance remainder.
+        s = (t.reshape(-1).expand(B).to(x.device, torch.float32) / cfg.num_train_timesteps)[:, None, None, None, None]
+        sd = cfg.sigma_data
+        if sd > 0:
+            var = (1 - s) ** 2 * sd**2 + s**2  # Var(x_s)
+            c_in, c_skip, c_out = var.rsqrt(), (s - (1 - s) * sd**2) / var, sd * var.rsqrt()  # (B, 1, 1, 1, 1)
+            x_in, ctx_scale = x * c_in, 1.0 / sd
+        else:
+            c_skip, c_out = torch.zeros_like(s), torch.ones_like(s)
+            x_in, ctx_scale = x, 1.0
         mask = present.to(x.dtype)[:, :, None, None].expand(B, K, H, W)  # (B, K, H, W)
-        ctx = context * mask.unsqueeze(1)  # (B, C, K, H, W), absent slots zero
-        h = torch.cat([x.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask], 1)  # (B, C(F+K)+K, H, W)
+        ctx = context * mask.unsqueeze(1) * ctx_scale  # (B, C, K, H, W), absent slots zero
+        h = torch.cat([x_in.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask], 1)  # (B, C(F+K)+K, H, W)
         h = F.pixel_unshuffle(h.to(dtype), p)  # (B, (C(F+K)+K) p^2, H/p, W/p)
 
         # Timestep and context-count embedding.
@@ -263,7 +280,8 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         emb = emb + self.context_embed(present.sum(1))  # (B, emb)
 
         # U-Net.
-        h = self.conv_in(h)
+        stem = h
+        h = self.conv_in(stem)
         skips = []
         for i, blocks in enumerate(self.down_blocks):
             for block in blocks:
@@ -278,6 +296,6 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
                 h = block(h, emb)
             if i < len(self.upsamplers):
                 h = self.upsamplers[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        h = self.conv_out(F.silu(self.norm_out(h)))  # (B, C F p^2, H/p, W/p)
-        out = F.pixel_shuffle(h, p)  # (B, C F, H, W)
-        return out.reshape(B, C, Fr, H, W).to(x.dtype)  # (B, C, F, H, W)
+        h = self.conv_out(F.silu(self.norm_out(h))) + self.input_skip(stem)  # (B, C F p^2, H/p, W/p)
+        out = F.pixel_shuffle(h, p).reshape(B, C, Fr, H, W).float()  # (B, C, F, H, W)
+        return (c_skip * x + c_out * out).to(x.dtype)  # (B, C, F, H, W)

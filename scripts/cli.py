@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate",
     "drift": "drift",
     "bench": "bench",
+    "train-reference": "train_reference",
+    "eval-reference": "eval_reference",
 }
 
 _EPILOG = """examples:
