@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import torch
+from vidfix.pipelines.reference_model import ReferenceVideoModel
 
 from vidfix._checks import check_choice
-from vidfix.pipelines.reference_model import ReferenceVideoModel
 
 __all__ = ["REFERENCE_WEIGHTS_DIR", "SchedulerKind", "load_reference_model", "reference_scheduler"]
 

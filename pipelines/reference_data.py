@@ -63,7 +63,9 @@ class SpriteVideoConfig:
         if self.height < 8 or self.width < 8:
             raise ValueError(f"frames must be at least 8x8 pixels, got {self.height}x{self.width}")
         if not 1 <= self.min_sprites <= self.max_sprites:
-            raise ValueError(f"need 1 <= min_sprites <= max_sprites, got {self.min_sprites}, {self.max_sprites}")
+            raise ValueError(
+                f"need 1 <= min_sprites <= max_sprites, got {self.min_sprites}, {self.max_sprites}"
+            )
         bad = [s for s in self.shapes if s not in SHAPES]
         if bad or not self.shapes:
             raise ValueError(f"unknown shapes {bad}; allowed: {', '.join(SHAPES)}")
@@ -124,7 +126,9 @@ def _params_one(seed: int, cfg: SpriteVideoConfig) -> dict[str, Tensor]:
     vel = torch.stack([heading.cos(), heading.sin()], -1) * speed.unsqueeze(-1)  # (S, 2)
     color = _hsv_to_rgb(_uniform(g, 0, 1, S), _uniform(g, 0.55, 1.0, S), _uniform(g, 0.6, 1.0, S))  # (S, 3)
     bg = _hsv_to_rgb(_uniform(g, 0, 1, 1), _uniform(g, 0.15, 0.5, 1), _uniform(g, 0.3, 0.6, 1))[0]  # (3,)
-    freq = torch.cat([_uniform(g, 1.5, 5.0, cfg.waves), _uniform(g, 8.0, 12.0, cfg.fine_waves)])  # cycles/side
+    freq = torch.cat(
+        [_uniform(g, 1.5, 5.0, cfg.waves), _uniform(g, 8.0, 12.0, cfg.fine_waves)]
+    )  # cycles/side
     direction = _uniform(g, 0.0, 2 * math.pi, N)
     wave_k = torch.stack([direction.cos(), direction.sin()], -1) * (2 * math.pi * freq / side).unsqueeze(-1)
     wave_phase = _uniform(g, 0.0, 2 * math.pi, N)
@@ -197,7 +201,9 @@ def render_frames(params: SpriteParams, frames: Tensor, config: SpriteVideoConfi
     # Background: base colour plus panning plane waves, separable as cos(a + b) = cos a cos b - sin a sin b
     # (a over x, b over y). Phases are reduced mod 2 pi in float64 so the per-pixel work runs in float32.
     shift = t.unsqueeze(-1) * params.pan[:, None, :]  # (B, F, 2)
-    phase = torch.remainder(params.wave_phase[:, None, :] - (params.wave_k[:, None] * shift[:, :, None]).sum(-1), 2 * math.pi)  # (B, F, N)
+    phase = torch.remainder(
+        params.wave_phase[:, None, :] - (params.wave_k[:, None] * shift[:, :, None]).sum(-1), 2 * math.pi
+    )  # (B, F, N)
     k = params.wave_k.float()
     a = k[:, None, :, 0, None] * gx[0] + phase.float()[..., None]  # (B, F, N, W)
     b = (k[:, None, :, 1, None] * gy[:, 0]).expand(-1, t.shape[1], -1, -1)  # (B, F, N, H)
@@ -237,9 +243,13 @@ def render_frames(params: SpriteParams, frames: Tensor, config: SpriteVideoConfi
             rows = params.shape[:, j] == i
             if bool(rows.any()):
                 d[rows] = _sdf(name, px[rows], py[rows], rr[rows])
-        alpha = (0.5 - d / cfg.edge).clamp(0.0, 1.0) * params.present[:, j].float()[:, None, None, None]  # (B, F, n, n)
+        alpha = (0.5 - d / cfg.edge).clamp(0.0, 1.0) * params.present[:, j].float()[
+            :, None, None, None
+        ]  # (B, F, n, n)
         shade = 1.0 - 0.18 * (px - py) / (rr * math.sqrt(2))  # soft light from the top left
-        colour = (params.color.float()[:, j, None, :, None, None] * shade.unsqueeze(2)).clamp(0.0, 1.0)  # (B, F, 3, n, n)
+        colour = (params.color.float()[:, j, None, :, None, None] * shade.unsqueeze(2)).clamp(
+            0.0, 1.0
+        )  # (B, F, 3, n, n)
         idx = index.unsqueeze(2).expand(-1, -1, 3, -1)  # (B, F, 3, n*n)
         under = flat.gather(3, idx)  # (B, F, 3, n*n)
         flat = flat.scatter(3, idx, under + alpha.flatten(2).unsqueeze(2) * (colour.flatten(3) - under))
@@ -261,7 +271,9 @@ def reference_videos(
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    starts = torch.as_tensor([start] * len(seeds) if isinstance(start, int) else list(start), dtype=torch.float64)
+    starts = torch.as_tensor(
+        [start] * len(seeds) if isinstance(start, int) else list(start), dtype=torch.float64
+    )
     if starts.numel() != len(seeds):
         raise ValueError(f"got {starts.numel()} start frames for {len(seeds)} seeds")
     if bool((starts < 0).any()):

@@ -48,7 +48,8 @@ def _zero(layer: nn.Conv2d) -> nn.Conv2d:
     """Mark a residual branch's last layer to start at zero (each block starts as the identity)."""
     layer._vidfix_zero_init = True  # type: ignore[assignment]
     nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 
@@ -71,6 +72,15 @@ class ResBlock(nn.Module):
         return self.skip(h) + self.conv2(F.silu(y))
 
 
+class Stage(nn.ModuleList):
+    """The residual blocks of one U-Net level, run in order with the shared embedding."""
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+        for block in self:
+            h = block(h, emb)
+        return h
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over the positions of a feature map (global reach at the coarsest level)."""
 
@@ -90,7 +100,7 @@ class Attention(nn.Module):
         return h + self.out(y)
 
 
-class ReferenceVideoModel(ModelMixin, ConfigMixin):
+class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """Chunk-conditioned flow-matching denoiser: ``model(x, t, context=...) -> v`` (a vidfix ``Denoiser``).
 
     Args:
@@ -106,8 +116,6 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         num_train_timesteps: timestep scale: ``t = s * num_train_timesteps`` (diffusers flow convention).
         sigma_data: RMS of the data, for the preconditioning; 0 turns it off (the network outputs v directly).
     """
-
-    config_name = "config.json"
 
     @register_to_config
     def __init__(
@@ -128,13 +136,19 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         levels = len(block_channels)
         down = patch_size * 2 ** (levels - 1)
         if sample_size % down:
-            raise ValueError(f"sample_size {sample_size} must be a multiple of patch_size * 2**(levels-1) = {down}")
+            raise ValueError(
+                f"sample_size {sample_size} must be a multiple of patch_size * 2**(levels-1) = {down}"
+            )
         if chunk_frames < 1 or max_context_frames < 0:
-            raise ValueError(f"need chunk_frames >= 1 and max_context_frames >= 0, got {chunk_frames}, {max_context_frames}")
+            raise ValueError(
+                f"need chunk_frames >= 1 and max_context_frames >= 0, got {chunk_frames}, {max_context_frames}"
+            )
         C, Fr, K, p = in_channels, chunk_frames, max_context_frames, patch_size
         emb_dim = 4 * block_channels[0]
         self.emb_dim = emb_dim
-        self.time_mlp = nn.Sequential(nn.Linear(block_channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(block_channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
         self.context_embed = nn.Embedding(K + 1, emb_dim)  # how many context frames are present
         cin = (C * (Fr + K) + K) * p * p
         self.conv_in = nn.Conv2d(cin, block_channels[0], 3, padding=1)
@@ -144,7 +158,12 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         ch = block_channels[0]
         for i, cout in enumerate(block_channels):
             self.down_blocks.append(
-                nn.ModuleList([ResBlock(ch if j == 0 else cout, cout, emb_dim, norm_groups) for j in range(layers_per_block)])
+                Stage(
+                    [
+                        ResBlock(ch if j == 0 else cout, cout, emb_dim, norm_groups)
+                        for j in range(layers_per_block)
+                    ]
+                )
             )
             ch = cout
             if i < levels - 1:
@@ -159,8 +178,11 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
             skip = block_channels[i]
             cout = block_channels[i]
             self.up_blocks.append(
-                nn.ModuleList(
-                    [ResBlock((ch + skip) if j == 0 else cout, cout, emb_dim, norm_groups) for j in range(layers_per_block)]
+                Stage(
+                    [
+                        ResBlock((ch + skip) if j == 0 else cout, cout, emb_dim, norm_groups)
+                        for j in range(layers_per_block)
+                    ]
                 )
             )
             ch = cout
@@ -190,12 +212,12 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 if getattr(module, "_vidfix_zero_init", False):
-                    nn.init.zeros_(module.weight)
-                    nn.init.zeros_(module.bias)
+                    _zero(module)  # type: ignore[arg-type]
                     continue
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
-                bound = 1.0 / math.sqrt(module.weight[0].numel())
-                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+                if module.bias is not None:
+                    bound = 1.0 / math.sqrt(module.weight[0].numel())
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, generator=generator)
             elif isinstance(module, nn.GroupNorm) and module.affine:
@@ -204,7 +226,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         return self
 
     def _check(self, x: Any, t: Any, context: Any) -> tuple[Tensor, Tensor | None]:
-        cfg = self.config
+        cfg: Any = self.config
         size, C, Fr, K = cfg.sample_size, cfg.in_channels, cfg.chunk_frames, cfg.max_context_frames
         check_latents(x, "x", ranks=(5,))
         if tuple(x.shape[1:]) != (C, Fr, size, size):
@@ -220,14 +242,22 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         check_finite(t.float(), "t")
         if context is None:
             return t, None
-        if not (isinstance(context, Tensor) and context.dim() == 5 and context.shape[2] == 0):  # 0 frames: none
+        if not (
+            isinstance(context, Tensor) and context.dim() == 5 and context.shape[2] == 0
+        ):  # 0 frames: none
             check_latents(context, "context", ranks=(5,))
-        if context.shape[0] != x.shape[0] or tuple(context.shape[3:]) != (size, size) or context.shape[1] != C:
+        if (
+            context.shape[0] != x.shape[0]
+            or tuple(context.shape[3:]) != (size, size)
+            or context.shape[1] != C
+        ):
             raise ValueError(
                 f"context has shape {tuple(context.shape)}; expected (B={x.shape[0]}, {C}, K, {size}, {size})"
             )
         if context.shape[2] > K:
-            raise ValueError(f"context has {context.shape[2]} frames; this model takes at most {K} (max_context_frames)")
+            raise ValueError(
+                f"context has {context.shape[2]} frames; this model takes at most {K} (max_context_frames)"
+            )
         check_finite(context, "context")
         return t, (context if context.shape[2] > 0 else None)
 
@@ -239,7 +269,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         t, context = self._check(x, t, context)
         B, C, _, H, W = x.shape
-        K = self.config.max_context_frames
+        K = int(self.config["max_context_frames"])
         k = 0 if context is None else context.shape[2]
         # Right-align the context: slot K-1 is the frame just before the chunk.
         padded = x.new_zeros(B, C, K, H, W)  # (B, C, K, H, W)
@@ -253,25 +283,33 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         """The unchecked core of :meth:`forward`, with a per-sample context: ``context`` ``(B, C, K, H, W)``
         with ``K = max_context_frames`` and ``present`` ``(B, K)`` bool (absent slots are ignored).
         Training uses it to mix context counts within a batch."""
-        cfg = self.config
+        cfg: Any = self.config
         B, C, Fr, H, W = x.shape
         K, p = cfg.max_context_frames, cfg.patch_size
         dtype = self.conv_in.weight.dtype
         # Preconditioning (EDM, Karras et al. 2022, rewritten for flow matching): with x_s = (1 - s) x0 + s eps
         # and E[x0^2] = sd^2, the best linear guess of v from x_s is c_skip x_s, the rest has std c_out, and
         # c_in scales x_s to unit variance; the network only learns the unit-variance remainder.
-        s = (t.reshape(-1).expand(B).to(x.device, torch.float32) / cfg.num_train_timesteps)[:, None, None, None, None]
+        s = (t.reshape(-1).expand(B).to(x.device, torch.float32) / cfg.num_train_timesteps)[
+            :, None, None, None, None
+        ]
         sd = cfg.sigma_data
         if sd > 0:
             var = (1 - s) ** 2 * sd**2 + s**2  # Var(x_s)
-            c_in, c_skip, c_out = var.rsqrt(), (s - (1 - s) * sd**2) / var, sd * var.rsqrt()  # (B, 1, 1, 1, 1)
+            c_in, c_skip, c_out = (
+                var.rsqrt(),
+                (s - (1 - s) * sd**2) / var,
+                sd * var.rsqrt(),
+            )  # (B, 1, 1, 1, 1)
             x_in, ctx_scale = x * c_in, 1.0 / sd
         else:
             c_skip, c_out = torch.zeros_like(s), torch.ones_like(s)
             x_in, ctx_scale = x, 1.0
         mask = present.to(x.dtype)[:, :, None, None].expand(B, K, H, W)  # (B, K, H, W)
         ctx = context * mask.unsqueeze(1) * ctx_scale  # (B, C, K, H, W), absent slots zero
-        h = torch.cat([x_in.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask], 1)  # (B, C(F+K)+K, H, W)
+        h = torch.cat(
+            [x_in.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask], 1
+        )  # (B, C(F+K)+K, H, W)
         h = F.pixel_unshuffle(h.to(dtype), p)  # (B, (C(F+K)+K) p^2, H/p, W/p)
 
         # Timestep and context-count embedding.
@@ -283,17 +321,14 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):
         stem = h
         h = self.conv_in(stem)
         skips = []
-        for i, blocks in enumerate(self.down_blocks):
-            for block in blocks:
-                h = block(h, emb)
+        for i, stage in enumerate(self.down_blocks):
+            h = stage(h, emb)
             skips.append(h)
             if i < len(self.downsamplers):
                 h = self.downsamplers[i](h)
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for i, blocks in enumerate(self.up_blocks):
-            h = torch.cat([h, skips.pop()], 1)
-            for block in blocks:
-                h = block(h, emb)
+        for i, stage in enumerate(self.up_blocks):
+            h = stage(torch.cat([h, skips.pop()], 1), emb)
             if i < len(self.upsamplers):
                 h = self.upsamplers[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         h = self.conv_out(F.silu(self.norm_out(h))) + self.input_skip(stem)  # (B, C F p^2, H/p, W/p)

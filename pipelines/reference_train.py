@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
 from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
 from vidfix.pipelines.reference_model import ReferenceVideoModel
 
@@ -98,19 +97,25 @@ def flow_matching_loss(
 ) -> Tensor:
     """Flow-matching loss on clips ``(B, C, K + F, H, W)``: the first K frames are context, the last F the chunk."""
     mc = model.config
-    K, Fr = mc.max_context_frames, mc.chunk_frames
+    K = mc.max_context_frames
     B = clips.shape[0]
     context, x0 = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
 
     # Context count per sample: 0 (dropped), K (full) or 1..K-1; present slots are the last k.
     u = torch.rand(B, generator=generator)
     partial = torch.randint(1, max(K, 2), (B,), generator=generator).clamp(max=K)
-    k = torch.where(u < cfg.context_drop, 0, torch.where(u < cfg.context_drop + (1 - cfg.context_drop) * cfg.full_context, K, partial))
+    k = torch.where(
+        u < cfg.context_drop,
+        0,
+        torch.where(u < cfg.context_drop + (1 - cfg.context_drop) * cfg.full_context, K, partial),
+    )
     present = torch.arange(K)[None, :] >= (K - k)[:, None]  # (B, K)
 
     # Noise level: logit-normal, some uniform.
     s = torch.sigmoid(cfg.logit_mean + cfg.logit_std * torch.randn(B, generator=generator))
-    s = torch.where(torch.rand(B, generator=generator) < cfg.uniform_frac, torch.rand(B, generator=generator), s)
+    s = torch.where(
+        torch.rand(B, generator=generator) < cfg.uniform_frac, torch.rand(B, generator=generator), s
+    )
     eps = torch.randn(x0.shape, generator=generator)
     sb = s[:, None, None, None, None]
     x_s = (1 - sb) * x0 + sb * eps
@@ -178,10 +183,14 @@ def train_reference(
     ema_params = list(ema.parameters())
     params = list(model.parameters())
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train reference", disable=not progress)
+    bar = tqdm(
+        range(start, cfg.steps), initial=start, total=cfg.steps, desc="train reference", disable=not progress
+    )
     for step in bar:
         g = _step_generator(cfg.seed, step, 1)
-        seeds = [_TRAIN_SEED_BASE + cfg.seed * 10**8 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
+        seeds = [
+            _TRAIN_SEED_BASE + cfg.seed * 10**8 + step * cfg.batch_size + i for i in range(cfg.batch_size)
+        ]
         starts = torch.randint(0, cfg.max_start_frame, (cfg.batch_size,), generator=g).tolist()
         clips = reference_videos(seeds, K + Fr, start=starts, config=cfg.data)  # (B, C, K + F, H, W)
         for group in opt.param_groups:

@@ -31,11 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default=None, help="model folder (default: the shipped weights)")
-    parser.add_argument("--videos", type=int, default=8, help="videos (seeds seed .. seed+videos-1; default 8)")
+    parser.add_argument(
+        "--videos", type=int, default=8, help="videos (seeds seed .. seed+videos-1; default 8)"
+    )
     parser.add_argument("--frames", type=int, default=128, help="generated frames per video (default 128)")
     parser.add_argument("--window", type=int, default=16, help="frames per statistics window (default 16)")
     parser.add_argument("--steps", type=int, default=16, help="Euler steps per chunk (default 16)")
-    parser.add_argument("--shift", type=float, default=None, help="timestep shift (default: the shipped scheduler's)")
+    parser.add_argument(
+        "--shift", type=float, default=None, help="timestep shift (default: the shipped scheduler's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="first video seed (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--out", default=None, help="folder for report.json and PNG strips")
@@ -43,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     import torch
-
     from vidfix.pipelines.reference import load_reference_model, reference_scheduler
     from vidfix.pipelines.reference_eval import evaluate, format_report, save_strip
 
@@ -51,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     model = load_reference_model(path=ns.model)
     shift = ns.shift if ns.shift is not None else float(reference_scheduler("euler").config.shift)
     report = evaluate(
-        model, num_videos=ns.videos, num_frames=ns.frames, window=ns.window, steps=ns.steps, shift=shift, seed=ns.seed
+        model,
+        num_videos=ns.videos,
+        num_frames=ns.frames,
+        window=ns.window,
+        steps=ns.steps,
+        shift=shift,
+        seed=ns.seed,
     )
     print(format_report(report))
     if ns.out:

@@ -38,16 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     d = TrainConfig(output_dir="")
     parser.add_argument("output_dir", help="run folder (checkpoint, loss log, weights in <output_dir>/model)")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"clips per step (default {d.batch_size})")
+    parser.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"clips per step (default {d.batch_size})"
+    )
     parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed (default {d.seed})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help=f"steps per checkpoint (default {d.checkpoint_every})"
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"steps per checkpoint (default {d.checkpoint_every})",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
-        "--install", action="store_true", help="copy the trained weights into the package (vidfix/pipelines/reference_weights)"
+        "--install",
+        action="store_true",
+        help="copy the trained weights into the package (vidfix/pipelines/reference_weights)",
     )
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -65,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidfix train-reference: {err}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
-    summary = {"steps": cfg.steps, "wall_s_this_session": round(elapsed, 1), "final_loss_mean_100": sum(result.losses[-100:]) / min(100, len(result.losses))}
+    summary = {
+        "steps": cfg.steps,
+        "wall_s_this_session": round(elapsed, 1),
+        "final_loss_mean_100": sum(result.losses[-100:]) / min(100, len(result.losses)),
+    }
     print(json.dumps(summary))
     print(f"weights: {result.model_dir}")
     if ns.install:

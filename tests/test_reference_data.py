@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from vidfix.pipelines.reference_data import (
     SHAPES,
     SpriteVideoConfig,

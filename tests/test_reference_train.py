@@ -5,7 +5,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from vidfix.pipelines.reference_data import SpriteVideoConfig
 from vidfix.pipelines.reference_model import ReferenceVideoModel
 from vidfix.pipelines.reference_train import TrainConfig, train_reference
