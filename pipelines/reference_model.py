@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,8 @@ from vidfix._checks import check_finite, check_latents
 
 __all__ = ["ReferenceVideoModel"]
 
+_M = TypeVar("_M", bound=nn.Module)
+
 
 def timestep_embedding(t: Tensor, dim: int, *, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding of timesteps ``t`` ``(B,)`` (in [0, 1000]) -> ``(B, dim)``."""
@@ -44,12 +46,11 @@ def timestep_embedding(t: Tensor, dim: int, *, max_period: float = 10000.0) -> T
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
-def _zero(layer: nn.Conv2d) -> nn.Conv2d:
+def _zero(layer: _M) -> _M:
     """Mark a residual branch's last layer to start at zero (each block starts as the identity)."""
     layer._vidfix_zero_init = True  # type: ignore[assignment]
-    nn.init.zeros_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
+    for param in layer.parameters(recurse=False):
+        nn.init.zeros_(param)
     return layer
 
 
@@ -193,7 +194,9 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         self.conv_out = _zero(nn.Conv2d(ch, C * Fr * p * p, 3, padding=1))
         # Linear path from the stacked input straight to the output: per-pixel values (the noise to remove,
         # the context to copy) need not squeeze through the U-Net's features.
+        # Gated by the noise level: copying x_s pixels helps at low noise and leaks noise at high noise.
         self.input_skip = _zero(nn.Conv2d(cin, C * Fr * p * p, 3, padding=1))
+        self.skip_gate = _zero(nn.Linear(emb_dim, C * Fr * p * p))
 
     @classmethod
     def tiny(cls, **overrides: Any) -> ReferenceVideoModel:
@@ -212,7 +215,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 if getattr(module, "_vidfix_zero_init", False):
-                    _zero(module)  # type: ignore[arg-type]
+                    _zero(module)
                     continue
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
                 if module.bias is not None:
@@ -331,6 +334,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
             h = stage(torch.cat([h, skips.pop()], 1), emb)
             if i < len(self.upsamplers):
                 h = self.upsamplers[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        h = self.conv_out(F.silu(self.norm_out(h))) + self.input_skip(stem)  # (B, C F p^2, H/p, W/p)
+        gate = 1 + self.skip_gate(emb)[:, :, None, None]  # (B, C F p^2, 1, 1)
+        h = self.conv_out(F.silu(self.norm_out(h))) + self.input_skip(stem) * gate  # (B, C F p^2, H/p, W/p)
         out = F.pixel_shuffle(h, p).reshape(B, C, Fr, H, W).float()  # (B, C, F, H, W)
         return (c_skip * x + c_out * out).to(x.dtype)  # (B, C, F, H, W)

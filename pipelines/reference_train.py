@@ -18,20 +18,21 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
 from vidfix.pipelines.reference_model import ReferenceVideoModel
 
-__all__ = ["TrainConfig", "TrainResult", "flow_matching_loss", "train_reference"]
+__all__ = ["TrainConfig", "TrainResult", "export_model", "flow_matching_loss", "train_reference"]
 
 _TRAIN_SEED_BASE = 1_000_000_000  # training videos use seeds >= this; evaluation and tests use small seeds
 _CHECKPOINT = "checkpoint.pt"
@@ -59,6 +60,8 @@ class TrainConfig:
     uniform_frac: float = 0.1  # fraction of samples with s ~ U(0, 1) instead (covers the ends)
     max_start_frame: int = 100_000  # clips start at a uniform frame in [0, max_start_frame)
     threads: int = 0  # torch threads for the run (0: leave torch's setting)
+    save_dtype: Literal["float32", "float16"] = "float16"  # dtype of the exported weights (size budget)
+    sample_shift: float = 1.0  # timestep shift written to the exported scheduler_config.json
     model: dict[str, Any] = field(default_factory=dict)  # ReferenceVideoModel kwargs (defaults if empty)
     data: SpriteVideoConfig = field(default_factory=SpriteVideoConfig)  # the process (size = sample_size)
 
@@ -71,7 +74,8 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("output_dir")  # the folder may move; everything else must match on resume
-        d.pop("threads")
+        for key in ("threads", "save_dtype", "sample_shift"):  # export and machine settings, not training
+            d.pop(key)
         d["data"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["data"].items()}
         return json.loads(json.dumps(d))
 
@@ -134,6 +138,30 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: a kill never leaves a torn checkpoint
+
+
+def export_model(
+    model: ReferenceVideoModel,
+    folder: str | Path,
+    *,
+    data: SpriteVideoConfig,
+    shift: float = 1.0,
+    dtype: Literal["float32", "float16"] = "float16",
+) -> Path:
+    """Write a model folder as it ships: weights (``dtype`` on disk, loaded as float32), ``config.json``,
+    ``scheduler_config.json`` (stock ``FlowMatchEulerDiscreteScheduler`` with the recommended ``shift``) and
+    ``process_config.json`` (key ``data``: the sprite process it was trained on, for the demo and tests)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    folder = Path(folder)
+    copy.deepcopy(model).to(getattr(torch, dtype)).save_pretrained(folder)
+    scheduler: Any = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=model.config["num_train_timesteps"], shift=shift
+    )
+    scheduler.save_config(folder)
+    process = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(data).items()}
+    (folder / "process_config.json").write_text(json.dumps({"data": process}, indent=2) + "\n")
+    return folder
 
 
 def train_reference(
@@ -215,8 +243,8 @@ def train_reference(
                  "optimizer": opt.state_dict(), "losses": losses},
             )  # fmt: skip
     bar.close()
-    model_dir = out / "model"
-    ema.eval()
-    ema.save_pretrained(model_dir)
+    model_dir = export_model(
+        ema.eval(), out / "model", data=cfg.data, shift=cfg.sample_shift, dtype=cfg.save_dtype
+    )
     (out / "losses.json").write_text(json.dumps(losses) + "\n")
     return TrainResult(model=ema, losses=losses, model_dir=model_dir)

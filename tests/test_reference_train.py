@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from vidfix.pipelines.factory import sprite_process_config
 from vidfix.pipelines.reference_data import SpriteVideoConfig
 from vidfix.pipelines.reference_model import ReferenceVideoModel
 from vidfix.pipelines.reference_train import TrainConfig, train_reference
@@ -27,7 +28,14 @@ class _Killed(RuntimeError):
 def test_train_runs_saves_and_resumes_bit_identically(tmp_path) -> None:
     whole = train_reference(_cfg(tmp_path, "whole"), progress=False)
     assert len(whole.losses) == 4 and all(torch.isfinite(torch.tensor(whole.losses)))
-    assert (whole.model_dir / "config.json").is_file()
+    files = {p.name for p in whole.model_dir.iterdir()}
+    assert {
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "scheduler_config.json",
+        "process_config.json",
+    } <= files
+    assert sprite_process_config(whole.model_dir, 16) == SpriteVideoConfig(height=16, width=16)
     assert json.loads((tmp_path / "whole" / "losses.json").read_text()) == whole.losses
 
     cfg = _cfg(tmp_path, "killed")
