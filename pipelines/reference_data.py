@@ -53,8 +53,8 @@ class SpriteVideoConfig:
     max_sprites: int = 4
     shapes: tuple[Shape, ...] = SHAPES  # shapes a sprite may take, drawn uniformly
     radius: tuple[float, float] = (0.09, 0.15)  # sprite circumradius range (fraction of side)
-    speed: tuple[float, float] = (0.01, 0.025)  # sprite speed range per frame (fraction of side)
-    pan_speed: tuple[float, float] = (0.002, 0.006)  # background pan speed per frame (fraction of side)
+    speed: tuple[float, float] = (0.006, 0.016)  # sprite speed range per frame (fraction of side)
+    pan_speed: tuple[float, float] = (0.001, 0.004)  # background pan speed per frame (fraction of side)
     waves: int = 3  # coarse background plane waves (1.5 to 5 cycles per side)
     fine_waves: int = 1  # fine background plane waves (8 to 12 cycles per side): detail to keep or lose
     edge: float = 1.0  # width of the anti-aliased sprite edge, in pixels

@@ -116,6 +116,8 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         norm_groups: GroupNorm groups.
         num_train_timesteps: timestep scale: ``t = s * num_train_timesteps`` (diffusers flow convention).
         sigma_data: RMS of the data, for the preconditioning; 0 turns it off (the network outputs v directly).
+        sigma_residual: RMS of a chunk frame minus the last context frame, for the context-anchored
+            preconditioning (:meth:`preconditioning`); 0 turns the anchoring off.
     """
 
     @register_to_config
@@ -132,6 +134,7 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         norm_groups: int = 32,
         num_train_timesteps: int = 1000,
         sigma_data: float = 0.4,
+        sigma_residual: float = 0.12,
     ) -> None:
         super().__init__()
         levels = len(block_channels)
@@ -207,6 +210,35 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         )  # fmt: skip
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    def preconditioning(self, s: Tensor, context: Tensor, present: Tensor) -> tuple[Tensor, ...]:
+        """Context-anchored EDM preconditioning (Karras et al. 2022), rewritten for flow matching.
+
+        The last context frame ``p`` is the prior of every chunk frame: ``x0 = p + r``. Then
+        ``y = x_s - (1 - s) p = (1 - s) r + s eps`` is a flow sample of the residual ``r`` (RMS
+        ``sigma_residual``; with no context ``p = 0`` and ``r = x0``, RMS ``sigma_data``), and
+        ``v = eps - x0 = -p + c_skip y + c_out F(c_in y, ...)``: ``c_skip y`` is the best linear guess of the
+        residual's velocity, ``c_in`` scales ``y`` to unit variance and the network ``F`` learns the
+        unit-variance rest. With no network output this predicts "the last frame holds".
+
+        Args: ``s`` ``(B,)`` noise levels in [0, 1]; ``context`` ``(B, C, K, H, W)``; ``present`` ``(B, K)``.
+        Returns: ``prior`` ``(B, C, 1, H, W)`` and ``sigma, c_in, c_skip, c_out`` ``(B, 1, 1, 1, 1)``.
+        """
+        cfg: Any = self.config
+        B, K = s.shape[0], cfg.max_context_frames
+        s = s.float().view(B, 1, 1, 1, 1)
+        anchored = present[:, -1] if (K > 0 and cfg.sigma_residual > 0) else s.new_zeros(B, dtype=torch.bool)
+        prior = (
+            context[:, :, K - 1 :].float() * anchored.view(B, 1, 1, 1, 1)
+            if K > 0
+            else s.new_zeros(B, 1, 1, 1, 1)
+        )
+        if cfg.sigma_data <= 0:  # no preconditioning: the network outputs v
+            one = torch.ones_like(s)
+            return torch.zeros_like(prior), one, one, torch.zeros_like(s), one
+        sd = torch.where(anchored, cfg.sigma_residual, cfg.sigma_data).float().view(B, 1, 1, 1, 1)
+        var = (1 - s) ** 2 * sd**2 + s**2  # Var(y)
+        return prior, sd, var.rsqrt(), (s - (1 - s) * sd**2) / var, sd * var.rsqrt()
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> ReferenceVideoModel:
@@ -290,24 +322,11 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         B, C, Fr, H, W = x.shape
         K, p = cfg.max_context_frames, cfg.patch_size
         dtype = self.conv_in.weight.dtype
-        # Preconditioning (EDM, Karras et al. 2022, rewritten for flow matching): with x_s = (1 - s) x0 + s eps
-        # and E[x0^2] = sd^2, the best linear guess of v from x_s is c_skip x_s, the rest has std c_out, and
-        # c_in scales x_s to unit variance; the network only learns the unit-variance remainder.
-        s = (t.reshape(-1).expand(B).to(x.device, torch.float32) / cfg.num_train_timesteps)[
-            :, None, None, None, None
-        ]
-        sd = cfg.sigma_data
-        if sd > 0:
-            var = (1 - s) ** 2 * sd**2 + s**2  # Var(x_s)
-            c_in, c_skip, c_out = (
-                var.rsqrt(),
-                (s - (1 - s) * sd**2) / var,
-                sd * var.rsqrt(),
-            )  # (B, 1, 1, 1, 1)
-            x_in, ctx_scale = x * c_in, 1.0 / sd
-        else:
-            c_skip, c_out = torch.zeros_like(s), torch.ones_like(s)
-            x_in, ctx_scale = x, 1.0
+        s = t.reshape(-1).expand(B).to(x.device, torch.float32) / cfg.num_train_timesteps  # (B,)
+        prior, _, c_in, c_skip, c_out = self.preconditioning(s, context, present)
+        y = x.float() - (1 - s.view(B, 1, 1, 1, 1)) * prior  # (B, C, F, H, W): noisy residual of the prior
+        x_in = (y * c_in).to(x.dtype)
+        ctx_scale = 1.0 / cfg.sigma_data if cfg.sigma_data > 0 else 1.0
         mask = present.to(x.dtype)[:, :, None, None].expand(B, K, H, W)  # (B, K, H, W)
         ctx = context * mask.unsqueeze(1) * ctx_scale  # (B, C, K, H, W), absent slots zero
         h = torch.cat(
@@ -337,4 +356,4 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         gate = 1 + self.skip_gate(emb)[:, :, None, None]  # (B, C F p^2, 1, 1)
         h = self.conv_out(F.silu(self.norm_out(h))) + self.input_skip(stem) * gate  # (B, C F p^2, H/p, W/p)
         out = F.pixel_shuffle(h, p).reshape(B, C, Fr, H, W).float()  # (B, C, F, H, W)
-        return (c_skip * x + c_out * out).to(x.dtype)  # (B, C, F, H, W)
+        return (c_skip * y + c_out * out - prior).to(x.dtype)  # (B, C, F, H, W)

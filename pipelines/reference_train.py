@@ -55,8 +55,11 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between checkpoints (and at the end)
     context_drop: float = 0.1  # probability of no context at all (first-chunk mode)
     full_context: float = 0.7  # probability of all max_context_frames given some context (else 1..K-1)
-    logit_mean: float = 0.0  # noise level s = sigmoid(N(logit_mean, logit_std)) (SD3 logit-normal)
-    logit_std: float = 1.0
+    logit_mean: float = -0.4  # noise level s = sigmoid(N(logit_mean, logit_std)) (logit-normal, SD3 / EDM)
+    logit_std: float = 1.2
+    weighting: Literal["edm", "v"] = (
+        "edm"  # per-sample weight of the v error: EDM's unit-variance target, or 1
+    )
     uniform_frac: float = 0.1  # fraction of samples with s ~ U(0, 1) instead (covers the ends)
     max_start_frame: int = 100_000  # clips start at a uniform frame in [0, max_start_frame)
     threads: int = 0  # torch threads for the run (0: leave torch's setting)
@@ -124,7 +127,13 @@ def flow_matching_loss(
     sb = s[:, None, None, None, None]
     x_s = (1 - sb) * x0 + sb * eps
     v = model.forward_padded(x_s, s * mc.num_train_timesteps, context, present)
-    return (v - (eps - x0)).pow(2).mean()
+    err = (v - (eps - x0)).pow(2).mean((1, 2, 3, 4))  # (B,)
+    if cfg.weighting == "edm":
+        # EDM weighting (Karras et al. 2022): 1 / c_out^2, i.e. a unit-variance target for the network;
+        # weighs x0 errors at high noise far more than plain v-MSE does.
+        c_out = model.preconditioning(s, context, present)[4].view(B)
+        err = err / c_out**2
+    return err.mean()
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
