@@ -55,6 +55,9 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between checkpoints (and at the end)
     context_drop: float = 0.1  # probability of no context at all (first-chunk mode)
     full_context: float = 0.7  # probability of all max_context_frames given some context (else 1..K-1)
+    context_noise: float = 0.0  # context frames get flow noise at a level a ~ U(0, context_noise) per clip:
+    # (1 - a) c + a eps. The model then does not copy its own sampling errors from generated context into
+    # the next chunk (noise augmentation, as in Diffusion Forcing / SkyReels), so free rollouts last longer.
     logit_mean: float = -0.4  # noise level s = sigmoid(N(logit_mean, logit_std)) (logit-normal, SD3 / EDM)
     logit_std: float = 1.2
     weighting: Literal["edm", "v"] = (
@@ -73,6 +76,8 @@ class TrainConfig:
             raise ValueError("steps, batch_size and checkpoint_every must be >= 1")
         if not 0.0 <= self.context_drop <= 1.0 or not 0.0 <= self.full_context <= 1.0:
             raise ValueError("context_drop and full_context are probabilities in [0, 1]")
+        if not 0.0 <= self.context_noise < 1.0:
+            raise ValueError(f"context_noise is a flow noise level in [0, 1), got {self.context_noise}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -117,6 +122,9 @@ def flow_matching_loss(
         torch.where(u < cfg.context_drop + (1 - cfg.context_drop) * cfg.full_context, K, partial),
     )
     present = torch.arange(K)[None, :] >= (K - k)[:, None]  # (B, K)
+    if cfg.context_noise > 0 and K > 0:
+        a = (cfg.context_noise * torch.rand(B, generator=generator)).view(B, 1, 1, 1, 1)
+        context = (1 - a) * context + a * torch.randn(context.shape, generator=generator)
 
     # Noise level: logit-normal, some uniform.
     s = torch.sigmoid(cfg.logit_mean + cfg.logit_std * torch.randn(B, generator=generator))

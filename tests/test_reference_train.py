@@ -71,3 +71,32 @@ def test_bad_config() -> None:
         TrainConfig(output_dir="x", steps=0)
     with pytest.raises(ValueError, match="probabilities"):
         TrainConfig(output_dir="x", context_drop=1.5)
+
+
+@pytest.mark.parametrize("level", [0.0, 0.2])
+def test_context_noise_augments_only_the_context(level: float) -> None:
+    from vidfix.pipelines.reference_train import flow_matching_loss
+
+    model = ReferenceVideoModel(sample_size=16, **TINY)
+    seen = {}
+
+    def spy(x, t, context, present):
+        seen["context"] = context.clone()
+        return torch.zeros_like(x)
+
+    model.forward_padded = spy  # type: ignore[method-assign]
+    clips = torch.rand(8, 3, 4, 16, 16) * 2 - 1
+    cfg = TrainConfig(output_dir="x", context_noise=level)
+    flow_matching_loss(model, clips, torch.Generator().manual_seed(0), cfg)
+    diff = seen["context"] - clips[:, :, :2]
+    if level == 0:
+        assert torch.equal(diff, torch.zeros_like(diff))
+    else:  # (1 - a) c + a eps with a <= level: moved, but by at most about level * (|c| + |eps|)
+        per_clip = diff.pow(2).mean((1, 2, 3, 4)).sqrt()
+        assert (per_clip > 0).all() and (per_clip < 1.5 * level * 1.5).all()
+        assert per_clip.std() > 0  # a differs per clip
+
+
+def test_context_noise_must_be_a_level() -> None:
+    with pytest.raises(ValueError, match="context_noise"):
+        TrainConfig(output_dir="x", context_noise=1.0)
