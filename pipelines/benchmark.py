@@ -134,9 +134,10 @@ class QualityConfig:
     calib_seeds: tuple[int, ...] = tuple(range(1000, 1008))  # process seeds of the calibration clips
     reference_seeds: tuple[int, ...] = tuple(range(2000, 2064))  # process seeds of the Frechet reference
     reference_frames: int = 32  # frames per reference video (random start)
-    real_seed_offset: int = (
-        10_000  # sampler seed k's real video (teacher, "real" row) is process seed offset + k
-    )
+    # Sampler seed k's real video is process seed real_seed_offset + k: its first K frames start every
+    # rollout of seed k (start_context), teacher forcing reads it, and the "real videos" row measures it.
+    real_seed_offset: int = 10_000
+    start_context: bool = True  # False: chunk 0 of free rollouts is unconditioned
     window: int = 32  # Frechet / drift window (frames)
     window_step: int = 16
     bootstrap: int = 200  # bootstrap resamples of the evaluation videos (0: no CI)
@@ -508,12 +509,10 @@ class _Runner:
         outs = []
         for batch in _batches(seeds, self.config.batch_size):
             gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in batch]
-            teacher = None
-            if cand.teacher:
-                real = torch.stack([self.real_videos[s] for s in batch]).to(
-                    self.device
-                )  # (B, C, K + T, H, W)
-                teacher = video_teacher(real, offset=self.sampler.context_frames)
+            K = self.sampler.context_frames
+            real = torch.stack([self.real_videos[s] for s in batch]).to(self.device)  # (B, C, K + T, H, W)
+            start = real[:, :, :K] if self.config.start_context and K > 0 else None  # (B, C, K, H, W)
+            teacher = video_teacher(real, offset=K) if cand.teacher else None
             last = 0
 
             def progress(done: int, _total: int) -> None:
@@ -524,7 +523,7 @@ class _Runner:
             outs.append(
                 sample_video(
                     self.denoiser, self.scheduler, cfg, generators=gens, corrector=cand.corrector,
-                    teacher=teacher, device=self.device, progress=progress,
+                    context=start, teacher=teacher, device=self.device, progress=progress,
                 ).cpu()
             )  # fmt: skip
         return torch.cat(outs)  # (N, C, T, H, W)
@@ -712,8 +711,8 @@ def run_quality(
     g = torch.Generator().manual_seed(config.seed + 1)
     ref_starts = torch.randint(0, 10_000, (len(config.reference_seeds),), generator=g).tolist()
     reference = reference_features(real(config.reference_seeds, config.reference_frames, ref_starts))
-    # Sampler seed k's real video: K frames before generated frame 0 (teacher forcing conditions every chunk,
-    # chunk 0 included, on real frames), then the frames aligned with the generated ones (the "real" row).
+    # Sampler seed k's real video: K frames before generated frame 0 (the start context; teacher forcing
+    # conditions every chunk on real frames), then the frames aligned with the generated ones (the "real" row).
     K = sizes["context_frames"]
     seeds = [*config.tune_seeds, *config.eval_seeds]
     real_all = real([config.real_seed_offset + s for s in seeds], K + config.num_frames, [0] * len(seeds))
@@ -835,8 +834,14 @@ def quality_markdown(
         f"Model: `{result.model.get('class')}`"
         + (f" (weights sha256 {weights[:12]})" if weights else "")
         + f"; {sz['size']}x{sz['size']} pixels, chunks of {sz['chunk_frames']} frames after "
-        f"{sz['context_frames']} context frames, {cfg['num_frames']} frames per video. "
-        f"Tuning seeds {_seeds(cfg['tune_seeds'])}, evaluation seeds {_seeds(cfg['eval_seeds'])} (disjoint); "
+        f"{sz['context_frames']} context frames, {cfg['num_frames']} frames per video"
+        + (
+            f", each continuing the first {sz['context_frames']} frames of a real video (process seed "
+            f"{cfg['real_seed_offset']} + sampler seed). "
+            if cfg.get("start_context", True) and sz["context_frames"]
+            else " (chunk 0 unconditioned). "
+        )
+        + f"Tuning seeds {_seeds(cfg['tune_seeds'])}, evaluation seeds {_seeds(cfg['eval_seeds'])} (disjoint); "
         f"{result.reference_frames} fresh real frames ({len(cfg['reference_seeds'])} process videos) as the "
         f"Frechet reference; calibration on {len(cfg['calib_seeds'])} real clips (process seeds "
         f"{_seeds(cfg['calib_seeds'])}).",

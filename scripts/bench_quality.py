@@ -27,7 +27,8 @@ _EXAMPLES = """examples:
 Seeds: --tune-seeds choose every parameter (epsilon scale, the paper's coefficient, calibrated-DCW strength,
 anchoring strength); every reported number comes from --eval-seeds (disjoint). Process seeds (real frames):
 --calib-seeds (calibration clips), --reference-seeds (Frechet reference), and --real-seed-offset + k for
-sampler seed k's real video (teacher forcing, the "real videos" row). A rerun of the same command gives the
+sampler seed k's real video (its first K frames start every rollout of seed k; teacher forcing reads the
+rest; the "real videos" row measures it). A rerun of the same command gives the
 same numbers (one seeded generator per video; one torch thread by default)."""
 
 
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-frames", type=int, default=d.reference_frames, help="frames per reference video"
     )
     g.add_argument("--real-seed-offset", type=int, default=d.real_seed_offset)
+    g.add_argument(
+        "--no-start-context",
+        action="store_true",
+        help="chunk 0 without real context (default: each video continues K real frames of its seed)",
+    )
     g.add_argument("--window", type=int, default=d.window, help="frames per Frechet / drift window")
     g.add_argument("--window-step", type=int, default=d.window_step)
     g.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples over videos")
@@ -113,7 +119,8 @@ def config_from_args(ns: argparse.Namespace) -> Any:
         dcw_strengths=tuple(ns.dcw_strengths), anchor_strengths=tuple(ns.anchor_strengths),
         color_strengths=tuple(ns.color_strengths), context_noise=ns.context_noise,
         calib_seeds=tuple(parse_seeds(ns.calib_seeds)), reference_seeds=tuple(parse_seeds(ns.reference_seeds)),
-        reference_frames=ns.reference_frames, real_seed_offset=ns.real_seed_offset, window=ns.window,
+        reference_frames=ns.reference_frames, real_seed_offset=ns.real_seed_offset,
+        start_context=not ns.no_start_context, window=ns.window,
         window_step=ns.window_step, bootstrap=ns.bootstrap, batch_size=ns.batch_size, seed=ns.seed,
     )  # fmt: skip
 
