@@ -58,7 +58,7 @@ class SpeedConfig:
     repeats: int = 15  # interleaved rounds of parts 1 and 3
     sampler_repeats: int = 3  # interleaved rounds of part 2
     process_repeats: int = 2  # interleaved rounds of part 4
-    seeds: int = 4  # seeds per `vidfix generate` run (part 4)
+    seeds: int = 6  # seeds per `vidfix generate` run (part 4)
     metrics_frames: int = 128  # frames of the metrics clip (part 3)
     threads: int = 1  # torch threads (each process in part 4)
     processes: bool = True  # run part 4
@@ -395,7 +395,7 @@ def parse(argv: list[str] | None = None) -> SpeedConfig:
     p.add_argument(
         "--process-repeats", type=int, default=d.process_repeats, help="rounds of the 1 vs 2 processes"
     )
-    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per generate run (default 4)")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per generate run (default 6)")
     p.add_argument("--metrics-frames", type=int, default=d.metrics_frames)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (per process)")
     p.add_argument("--no-processes", action="store_true", help="skip the 1 vs 2 processes timing")
