@@ -52,7 +52,8 @@ class SpeedConfig:
 
     model: str | None = None  # model folder (None: the shipped reference model)
     model_class: str | None = None  # "module:Class" when config.json's class is not in vidfix
-    batch: int = 1  # videos per model call (parts 1-2)
+    batch: int = 1  # videos per model call in the sampler (part 2)
+    step_batches: tuple[int, ...] = (1, 8)  # videos per model call in part 1 (one row group each)
     steps: int = 8  # solver steps per chunk (parts 2 and 4)
     frames: int = 32  # frames per video (parts 2 and 4)
     repeats: int = 15  # interleaved rounds of parts 1 and 3
@@ -87,6 +88,14 @@ def _ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+def _spread(times: list[float]) -> float:
+    """Interquartile range over the median (0 for fewer than two rounds)."""
+    if len(times) < 2:
+        return 0.0
+    q = statistics.quantiles(times, n=4)
+    return (q[2] - q[0]) / statistics.median(times)
+
+
 def _sizes(model: Any) -> dict[str, int]:
     cfg = model.config
     return {
@@ -97,8 +106,8 @@ def _sizes(model: Any) -> dict[str, int]:
     }
 
 
-def corrector_vs_step(model: Any, folder: Path | None, cfg: SpeedConfig) -> dict[str, Any]:
-    """Part 1: corrector, memory floor and model step on the same chunk latents."""
+def corrector_vs_step(model: Any, folder: Path | None, cfg: SpeedConfig, batch: int) -> dict[str, Any]:
+    """Part 1: corrector, memory floor and model step on the same chunk latents (``batch`` videos)."""
     import torch
     from vidfix.pipelines.factory import make_scheduler
     from vidfix.scripts.bench_corrector import CORRECTORS, STEP
@@ -107,9 +116,9 @@ def corrector_vs_step(model: Any, folder: Path | None, cfg: SpeedConfig) -> dict
 
     sz = _sizes(model)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(cfg.batch, sz["C"], sz["F"], sz["S"], sz["S"], generator=g)  # (B, C, F, H, W)
+    x = torch.randn(batch, sz["C"], sz["F"], sz["S"], sz["S"], generator=g)  # (B, C, F, H, W)
     x0 = torch.randn(x.shape, generator=g) * 0.5
-    ctx = torch.randn(cfg.batch, sz["C"], sz["K"], sz["S"], sz["S"], generator=g) * 0.5 if sz["K"] else None
+    ctx = torch.randn(batch, sz["C"], sz["K"], sz["S"], sz["S"], generator=g) * 0.5 if sz["K"] else None
     base = make_scheduler("euler", model_folder=folder)
     base.set_timesteps(cfg.steps)
     t = base.timesteps[cfg.steps // 2]
@@ -136,7 +145,8 @@ def corrector_vs_step(model: Any, folder: Path | None, cfg: SpeedConfig) -> dict
     steps, floor = times["model step"], times["floor (x0 + x)"]
     assert isinstance(dcw3, DCW)
     return {
-        "latent": [cfg.batch, sz["C"], sz["F"], sz["S"], sz["S"]],
+        "latent": [batch, sz["C"], sz["F"], sz["S"], sz["S"]],
+        "step_spread": _spread(steps),
         "ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
         "of_step": {k: _ratio(times[k], steps) for k in correctors},
         "of_floor": {k: _ratio(times[k], floor) for k in correctors},
@@ -275,7 +285,7 @@ def run(cfg: SpeedConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     model, folder = load_denoiser(cfg.model, model_class=cfg.model_class)
     out: dict[str, Any] = {"model": describe_model(model, folder), "sizes": _sizes(model)}
-    out["corrector"] = corrector_vs_step(model, folder, cfg)
+    out["corrector"] = [corrector_vs_step(model, folder, cfg, b) for b in cfg.step_batches]
     out["sampler"] = sampler_fps(model, folder, cfg)
     out["metrics"] = metrics_vs_decoding(_sizes(model)["S"], cfg)
     if cfg.processes:
@@ -291,7 +301,7 @@ def markdown(cfg: SpeedConfig, res: dict[str, Any], command: str) -> str:
     """The BENCHMARKS.md section."""
     from vidfix.scripts.bench import machine_line, today
 
-    c, s, m = res["corrector"], res["sampler"], res["metrics"]
+    s, m = res["sampler"], res["metrics"]
     weights = res["model"].get("weights_sha256")
     L = [
         "## Speed (`vidfix bench speed`)",
@@ -302,21 +312,31 @@ def markdown(cfg: SpeedConfig, res: dict[str, Any], command: str) -> str:
         + (f" (weights sha256 {weights[:12]})" if weights else "")
         + "; medians of interleaved rounds, ratios taken within a round.",
         "",
-        f"**Corrector vs one model step** (latent {tuple(c['latent'])} (B, C, F, H, W), Euler, {cfg.repeats} rounds; "
-        "model step = model call + scheduler step on the same latents):",
+        f"**Corrector vs one model step** (Euler, {cfg.repeats} rounds; model step = model call + scheduler step on "
+        "the same chunk latents (B, C, F, H, W); spread = interquartile range of the model step over rounds):",
         "",
-        "| variant | ms | % of a model step | x memory floor |",
-        "|---|---:|---:|---:|",
+        "| latent | variant | ms | % of a model step | x memory floor |",
+        "|---|---|---:|---:|---:|",
     ]
-    for k in ("model step", "tapped step, identity", "tapped step, DCW 3d", "floor (x0 + x)"):
-        L.append(f"| {k} | {c['ms'][k]:.3f} | - | - |")
-    for k in c["of_step"]:
-        L.append(f"| {k} | {c['ms'][k]:.3f} | {100 * c['of_step'][k]:.3f} | {c['of_floor'][k]:.2f} |")
-    worst = max(c["of_step"][k] for k in c["of_step"] if not k.startswith("ptwt"))
+    worst: dict[int, float] = {}  # batch -> worst fast-path corrector, fraction of a model step
+    for c in res["corrector"]:
+        shape = "x".join(str(v) for v in c["latent"])
+        L.append(
+            f"| {shape} | model step (spread {100 * c['step_spread']:.1f}%) | {c['ms']['model step']:.2f} | - | - |"
+        )
+        for k in ("tapped step, identity", "tapped step, DCW 3d", "floor (x0 + x)"):
+            L.append(f"| {shape} | {k} | {c['ms'][k]:.3f} | - | - |")
+        for k in c["of_step"]:
+            L.append(
+                f"| {shape} | {k} | {c['ms'][k]:.3f} | {100 * c['of_step'][k]:.3f} | {c['of_floor'][k]:.2f} |"
+            )
+        worst[c["latent"][0]] = max(v for k, v in c["of_step"].items() if not k.startswith("ptwt"))
     L += [
         "",
-        f"Tapped step with DCW 3d vs tapped step without: {100 * c['tapped_overhead']:+.2f}% (end to end, "
-        "within the model call's own run-to-run noise).",
+        "Tapped step with DCW 3d vs the tapped step without (end to end): "
+        + ", ".join(f"{100 * c['tapped_overhead']:+.2f}% at batch {c['latent'][0]}" for c in res["corrector"])
+        + "; such differences sit inside the model step's run-to-run spread, so the corrector's own time is "
+        "the number to read.",
         "",
         f"**Sampler frames/s** ({cfg.batch} video(s) of {s['frames']} frames, {s['chunks']} chunks, {cfg.steps} "
         f"Euler steps, {cfg.sampler_repeats} rounds):",
@@ -335,8 +355,16 @@ def markdown(cfg: SpeedConfig, res: dict[str, Any], command: str) -> str:
         f"Metrics vs generation: the metrics take {_f(s['fps']['plain'] / m['fps']['metrics on decoded frames'])}x "
         "the time per frame of generating it (plain sampler).",
     ]
-    target_corr = f"corrector overhead <= 1% of a reference-model step: {'**met**' if worst <= 0.01 else '**not met**'} " \
-        f"(worst fast-path corrector {100 * worst:.3f}%)"  # fmt: skip
+    ok = all(v <= 0.01 for v in worst.values())
+    target_corr = (
+        f"corrector overhead <= 1% of a reference-model step: {'**met**' if ok else '**not met**'} (slowest "
+        "fast-path corrector: " + ", ".join(f"{100 * v:.2f}% at batch {b}" for b, v in worst.items()) + ")"
+    )
+    if not ok:
+        target_corr += (
+            "; at small batches the corrector's fixed per-call cost (a few dozen small tensor operations, "
+            "Python dispatch) dominates the tiny pixel latents, while the model's cost grows with the batch"
+        )
     targets = [f"- {target_corr}."]
     if "processes" in res:
         p = res["processes"]
@@ -383,7 +411,11 @@ def parse(argv: list[str] | None = None) -> SpeedConfig:
     p.add_argument(
         "--model-class", metavar="MODULE:CLASS", help="model class, when config.json's is not in vidfix"
     )
-    p.add_argument("--batch", type=int, default=d.batch, help="videos per model call (default 1)")
+    p.add_argument("--batch", type=int, default=d.batch, help="videos per sampler call (default 1)")
+    p.add_argument(
+        "--step-batches", type=int, nargs="+", default=list(d.step_batches),
+        help="videos per model call of the corrector-vs-step timing (default 1 8)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=d.steps, help="solver steps per chunk (default 8)")
     p.add_argument("--frames", type=int, default=d.frames, help="frames per video (default 32)")
     p.add_argument(
@@ -417,7 +449,8 @@ def parse(argv: list[str] | None = None) -> SpeedConfig:
     if ns.metrics_frames < 2:
         p.error("--metrics-frames must be >= 2")
     return SpeedConfig(
-        model=ns.model, model_class=ns.model_class, batch=ns.batch, steps=ns.steps, frames=ns.frames,
+        model=ns.model, model_class=ns.model_class, batch=ns.batch, step_batches=tuple(ns.step_batches),
+        steps=ns.steps, frames=ns.frames,
         repeats=ns.repeats, sampler_repeats=ns.sampler_repeats, process_repeats=ns.process_repeats,
         seeds=ns.seeds, metrics_frames=ns.metrics_frames, threads=ns.threads, processes=not ns.no_processes,
         output=ns.output, write=not ns.no_write,

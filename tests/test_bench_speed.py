@@ -24,6 +24,7 @@ def tiny(model_dir: Path, **overrides: object) -> bench_speed.SpeedConfig:
     base: dict[str, object] = dict(
         model=str(model_dir), model_class=TINY_CLASS, steps=2, frames=8, repeats=2, sampler_repeats=1,
         process_repeats=1, seeds=2, metrics_frames=16, processes=False, pythonpath=(str(TESTS),),
+        step_batches=(1, 2),
     )  # fmt: skip
     return bench_speed.SpeedConfig(**(base | overrides))  # type: ignore[arg-type]
 
@@ -31,8 +32,9 @@ def tiny(model_dir: Path, **overrides: object) -> bench_speed.SpeedConfig:
 def test_speed_benchmark_without_processes(model_dir: Path, tmp_path: Path) -> None:
     cfg = tiny(model_dir)
     res = bench_speed.run(cfg)
-    c, s, m = res["corrector"], res["sampler"], res["metrics"]
-    assert c["latent"] == [1, 3, 4, 16, 16]
+    s, m = res["sampler"], res["metrics"]
+    assert [c["latent"] for c in res["corrector"]] == [[1, 3, 4, 16, 16], [2, 3, 4, 16, 16]]
+    c = res["corrector"][0]
     assert {"model step", "floor (x0 + x)", "fast 3d, 3 groups", "fast 2d (paper)", "epsilon scaling"} <= set(
         c["ms"]
     )
@@ -43,7 +45,7 @@ def test_speed_benchmark_without_processes(model_dir: Path, tmp_path: Path) -> N
     assert "processes" not in res
     text = bench_speed.markdown(cfg, res, "vidfix bench speed --tiny")
     assert "Command: `vidfix bench speed --tiny`" in text and "% of a model step" in text
-    assert "corrector overhead <= 1% of a reference-model step" in text
+    assert "corrector overhead <= 1% of a reference-model step" in text and "at batch 2" in text
     out = write_section("speed", text, path=tmp_path / "BENCHMARKS.md")
     assert "<!-- bench:speed -->" in out.read_text()
 
