@@ -4,8 +4,9 @@ reported on others (``vidfix bench quality``).
 Latents are pixels ``(B, C, F, H, W)`` in [-1, 1] (the reference model's). For each scheduler x step count:
 
 1. **Real frames.** The stationary process the model was trained on gives fresh frames (the Frechet
-   reference set), real (context, chunk) clips for calibration, and one real video per sampler seed (the
-   teacher-forcing context, and the "real video" row: what natural variation alone measures).
+   reference set), real (context, chunk) clips for calibration, and one real video per sampler seed: its
+   first K frames start every rollout of that seed, teacher forcing reads the rest, and the "real videos"
+   row measures it (what natural variation alone gives).
 2. **Calibrate.** :func:`vidfix.calibration.calibrate` on the real clips, 2D and 3D bands: signed
    per-step coefficients for this scheduler and step count.
 3. **Tune.** Every condition with a free parameter (epsilon-scaling factor, the paper's coefficient,
@@ -48,6 +49,7 @@ __all__ = [
     "BASELINES",
     "CONDITIONS",
     "LABELS",
+    "START_END",
     "VIDFIX_CONDITIONS",
     "Candidate",
     "ConditionName",
@@ -56,9 +58,12 @@ __all__ = [
     "RealSource",
     "SetSummary",
     "SettingResult",
+    "fixed_candidate",
+    "planned_steps",
     "plot_quality",
     "procedural_source",
     "quality_markdown",
+    "reference_features",
     "run_quality",
     "summarize_videos",
     "targets",
