@@ -39,6 +39,7 @@ from vidfix.metrics.drift import (
     start_end,
     start_end_drift,
     video_drift_error,
+    window_bounds,
     windowed_frechet,
 )
 from vidfix.metrics.io import (
@@ -136,6 +137,7 @@ __all__ = [
     "to_uint8",
     "video_drift_error",
     "wavelet_energy_shares",
+    "window_bounds",
     "windowed_frechet",
     "with_anchor",
     "write_video",

@@ -52,6 +52,7 @@ __all__ = [
     "start_end",
     "start_end_drift",
     "video_drift_error",
+    "window_bounds",
     "windowed_frechet",
 ]
 
@@ -268,21 +269,30 @@ def windowed_frechet(
     the length). Both sets are standardised by the reference (:func:`standardize`). A video no longer than one
     window gives one window of all its frames.
     """
+    a, r = standardize(features, reference)
+    bounds = window_bounds(len(a), window=window, step=step)
+    dist = [frechet_distance(a[s:e], r) for s, e in bounds]
+    return FrechetCurve(
+        start=np.array([s for s, _ in bounds]), stop=np.array([e for _, e in bounds]), distance=np.array(dist)
+    )
+
+
+def window_bounds(n: int, *, window: int = 32, step: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of the windows :func:`windowed_frechet` uses on ``n`` frames.
+
+    Equal windows of ``window`` frames about ``step`` (default ``window``) apart, spread evenly so that the
+    first starts at frame 0 and the last ends at frame ``n``; one window of all frames when ``n <= window``.
+    """
     if window < 2:
         raise ValueError(f"window must be >= 2 frames, got {window}")
     step = window if step is None else step
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    a, r = standardize(features, reference)
-    n = len(a)
     if n <= window:
-        starts = [0]
-    else:  # equal windows spread evenly from the first frame to the last, about `step` apart
-        k = math.ceil((n - window) / step) + 1
-        starts = sorted({round(x) for x in np.linspace(0, n - window, k)})
-    stops = [min(n, s + window) for s in starts]
-    dist = [frechet_distance(a[s:e], r) for s, e in zip(starts, stops, strict=False)]
-    return FrechetCurve(start=np.array(starts), stop=np.array(stops), distance=np.array(dist))
+        return [(0, n)]
+    k = math.ceil((n - window) / step) + 1
+    starts = sorted({round(x) for x in np.linspace(0, n - window, k)})
+    return [(s, s + window) for s in starts]
 
 
 def frechet_over_time(

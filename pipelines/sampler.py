@@ -294,8 +294,10 @@ def video_teacher(real: Tensor, *, offset: int = 0) -> Teacher:
 
 def _given_context(c: Tensor, count: int, like: Tensor) -> Tensor | None:
     """A teacher's frames: the last ``count``, on the latents' device and dtype; None when empty."""
+    if c.dim() == 5 and c.shape[2] == 0:  # no real frames before the chunk (chunk 0): no context
+        return None
     check_latents(c, "teacher context", ranks=(5,))
-    return c[:, :, -count:].to(like) if c.shape[2] > 0 else None
+    return c[:, :, -count:].to(like)
 
 
 def _noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:

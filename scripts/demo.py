@@ -231,15 +231,13 @@ def _merge(trackers: list[Any]) -> Any:
 
 
 def _metrics_report(videos: dict[str, Any], out: Path, chunk_frames: int) -> str | None:
-    """With the metrics package: its drift report (colour, contrast, sharpness, flicker ...) of the videos."""
-    try:
-        from vidfix.metrics import drift_report, format_table, plot_report, save_report  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    """The metrics package's drift report (colour, contrast, sharpness, flicker ...) of the videos."""
     import torch
+    from vidfix.metrics import drift_report, format_table, plot_report, save_report
 
     names = list(videos)
-    batch = torch.stack([videos[n].float().cpu() for n in names])  # (B, C, N, H, W)
+    # (B, C, N, H, W), clipped to [-1, 1] as the written videos are: samples may overshoot the data range.
+    batch = torch.stack([videos[n].float().cpu() for n in names]).clamp(-1.0, 1.0)
     report = drift_report(
         batch, names=names, layout="BCTHW", value_range=(-1.0, 1.0), chunk_frames=chunk_frames
     )

@@ -161,6 +161,20 @@ def test_teacher_forcing_supplies_the_given_frames(model: TinyChunkDenoiser) -> 
         )
 
 
+def test_teacher_without_frames_before_the_video_leaves_chunk_0_unconditioned(
+    model: TinyChunkDenoiser,
+) -> None:
+    """``video_teacher(real)`` (offset 0) has no real frames before chunk 0: it runs without context, like
+    an ordinary rollout, and later chunks get the real frames."""
+    spy = Spy(model)
+    real = torch.randn(1, 3, 14, 8, 8, generator=torch.Generator().manual_seed(3))
+    cfg = config()
+    sample_video(spy, euler(), cfg, generators=gens(1), teacher=video_teacher(real))
+    assert spy.contexts[0] is None
+    start = chunk_starts(cfg)[1]
+    assert torch.equal(spy.contexts[cfg.num_steps], real[:, :, start - 2 : start])
+
+
 def test_start_context_conditions_the_first_chunk(model: TinyChunkDenoiser) -> None:
     spy = Spy(model)
     start = torch.randn(1, 3, 5, 8, 8)

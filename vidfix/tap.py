@@ -143,11 +143,23 @@ def _step_to_layout(step: StepInfo, layout: LatentLayout, x: Tensor) -> StepInfo
     return replace(step, **fields) if fields else step  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=64)
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
+
+
+def _call(method: Callable[..., Any], bound: inspect.BoundArguments) -> Any:
+    """Call ``method`` with ``bound``'s arguments (minus the self placeholder)."""
+    args = bound.args[1:]
+    return method(*args, **bound.kwargs)
+
+
 def _bind(
     method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> inspect.BoundArguments:
-    bound = inspect.signature(method).bind(*args, **kwargs)
-    return bound
+    """Arguments of a bound ``method`` call by name (the signature is read once per function)."""
+    sig = _signature(getattr(method, "__func__", method))
+    return sig.bind(None, *args, **kwargs)  # None stands in for self
 
 
 # x0 from a model output, and the model-output change that moves x0 by delta, per prediction type, for
@@ -207,15 +219,15 @@ class _FlowEulerTap(_TapMixin):
             s, s_next = _f(sigmas[i]), _f(sigmas[i + 1])
             sign, safe_s = 1.0, s
         if isinstance(s, float) and s <= 0.0:
-            return sup.step(*bound.args, **bound.kwargs)
-        v = out * sign
-        x0 = x.to(out.dtype) - v * s
+            return _call(sup.step, bound)
+        x = x.to(out.dtype)
+        x0 = torch.add(x, out, alpha=-s) if sign == 1.0 else x + out * s  # x0 = x - s v, v = sign * out
         step = StepInfo(1 - s, s, 1 - s_next, s_next, s, "flow", me.step_index, len(sigmas) - 1)
-        delta = self._vidfix_delta(x0, x.to(out.dtype), step)
+        delta = self._vidfix_delta(x0, x, step)
         if delta is not None:
             # v' = (x - x0') / s = v - delta / s
-            a["model_output"] = out - (delta / safe_s) * sign
-        return sup.step(*bound.args, **bound.kwargs)
+            a["model_output"] = torch.add(out, delta, alpha=-1.0 / s) if sign == 1.0 else out + delta / safe_s
+        return _call(sup.step, bound)
 
 
 def _vp_step_info(self: Any, timestep: Any, prev_timestep: int) -> StepInfo:
@@ -253,7 +265,7 @@ class _DDIMTap(_TapMixin):
         a = bound.arguments
         out, timestep, x = a["model_output"], a["timestep"], a["sample"]
         if me.num_inference_steps is None:
-            return sup.step(*bound.args, **bound.kwargs)  # let diffusers raise its error
+            return _call(sup.step, bound)  # let diffusers raise its error
         prev = int(timestep) - me.config.num_train_timesteps // me.num_inference_steps
         step = _vp_step_info(self, timestep, prev)
         pred = me.config.prediction_type
@@ -261,7 +273,7 @@ class _DDIMTap(_TapMixin):
         delta = self._vidfix_delta(x0, x, step)
         if delta is not None:
             a["model_output"] = out + _out_delta(pred, delta, step.alpha, step.beta)
-        return sup.step(*bound.args, **bound.kwargs)
+        return _call(sup.step, bound)
 
 
 class _EulerTap(_TapMixin):
@@ -274,7 +286,7 @@ class _EulerTap(_TapMixin):
         a = bound.arguments
         out, timestep, x = a["model_output"], a["timestep"], a["sample"]
         if isinstance(timestep, (int, torch.IntTensor, torch.LongTensor)):
-            return sup.step(*bound.args, **bound.kwargs)  # diffusers raises its error
+            return _call(sup.step, bound)  # diffusers raises its error
         if me.step_index is None:
             me._init_step_index(timestep)
         i = me.step_index
@@ -294,7 +306,7 @@ class _EulerTap(_TapMixin):
         delta = self._vidfix_delta(x0, x, step)
         if delta is not None:
             a["model_output"] = out + delta / c_out
-        return sup.step(*bound.args, **bound.kwargs)
+        return _call(sup.step, bound)
 
 
 class _MultistepTap(_TapMixin):
