@@ -928,6 +928,29 @@ def quality_markdown(
                 f"{_pm([d[-1] for d in e.own_drift], 100)} |"
             )
     L += ["", "`*` = the best vidfix condition, picked on the tuning seeds."]
+    # Per-window table: drift over time, window by window.
+    L += [
+        "",
+        f"### Over time (evaluation seeds): FD to real frames per {cfg['window']}-frame window, every "
+        f"{cfg['window_step']} frames (own-start drift in %, mean over videos, in parentheses)",
+        "",
+    ]
+    heads = [f"{a}-{b - 1}" for a, b in r.windows]
+    L += [
+        "| scheduler | steps | condition | " + " | ".join(heads) + " |",
+        "|---|---:|---|" + "---:|" * len(heads),
+    ]
+
+    def cells(e: SetSummary) -> str:
+        return " | ".join(f"{_g(e.fd[w])} ({_g(100 * e.own(w)[0])})" for w in range(len(e.fd)))
+
+    L.append(f"| - | - | real videos | {cells(r)} |")
+    for s in result.settings:
+        shown = ["none", "teacher", *([s.best_vidfix] if s.best_vidfix else [])]
+        for c in shown:
+            if c in s.evaluation:
+                star = " *" if c == s.best_vidfix else ""
+                L.append(f"| {s.scheduler} | {s.steps} | {LABELS[c]}{star} | {cells(s.evaluation[c])} |")  # type: ignore[index]
     # Start-end table.
     L += [
         "",

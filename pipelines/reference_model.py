@@ -125,16 +125,16 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         self,
         in_channels: int = 3,
         sample_size: int = 64,
-        chunk_frames: int = 8,
+        chunk_frames: int = 4,
         max_context_frames: int = 4,
         patch_size: int = 2,
-        block_channels: tuple[int, ...] = (128, 192, 256),
+        block_channels: tuple[int, ...] = (64, 128, 192),
         layers_per_block: int = 2,
         attention_heads: int = 4,
         norm_groups: int = 32,
         num_train_timesteps: int = 1000,
         sigma_data: float = 0.4,
-        sigma_residual: float = 0.12,
+        sigma_residual: float = 0.0,
     ) -> None:
         super().__init__()
         levels = len(block_channels)

@@ -43,9 +43,9 @@ class TrainConfig:
     """Everything that determines a training run (a resume with a different config is refused)."""
 
     output_dir: str  # run folder: checkpoint, loss log, final weights in <output_dir>/model
-    steps: int = 6000  # optimiser steps (the budget: runs are step-, not time-limited, so they reproduce)
+    steps: int = 2000  # optimiser steps (the budget: runs are step-, not time-limited, so they reproduce)
     batch_size: int = 8  # clips per step
-    lr: float = 5e-4  # peak AdamW learning rate
+    lr: float = 1e-3  # peak AdamW learning rate
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio
     warmup_steps: int = 200  # linear warmup
     weight_decay: float = 0.0  # AdamW weight decay
@@ -55,10 +55,10 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between checkpoints (and at the end)
     context_drop: float = 0.1  # probability of no context at all (first-chunk mode)
     full_context: float = 0.7  # probability of all max_context_frames given some context (else 1..K-1)
-    context_noise: float = 0.0  # context frames get flow noise at a level a ~ U(0, context_noise) per clip:
+    context_noise: float = 0.2  # context frames get flow noise at a level a ~ U(0, context_noise) per clip:
     # (1 - a) c + a eps. The model then does not copy its own sampling errors from generated context into
     # the next chunk (noise augmentation, as in Diffusion Forcing / SkyReels), so free rollouts last longer.
-    logit_mean: float = -0.4  # noise level s = sigmoid(N(logit_mean, logit_std)) (logit-normal, SD3 / EDM)
+    logit_mean: float = -0.8  # noise level s = sigmoid(N(logit_mean, logit_std)) (logit-normal, SD3 / EDM)
     logit_std: float = 1.2
     weighting: Literal["edm", "v"] = (
         "edm"  # per-sample weight of the v error: EDM's unit-variance target, or 1

@@ -111,7 +111,15 @@ def test_markdown_plots_and_json(result: QualityResult, tmp_path: Path) -> None:
     assert "Command: `vidfix bench quality --tiny`" in text and "### Targets" in text
     rows = [line for line in text.splitlines() if line.startswith(("| euler |", "| unipc |"))]
     # One row per setting in the targets table, one per condition x setting in each of the two result tables.
-    assert len(rows) == 4 + 2 * 4 * len(CONDITIONS) + sum(len(s.tuning) for s in result.settings)
+    over_time = sum(3 if s.best_vidfix else 2 for s in result.settings)  # none, teacher, best vidfix
+    assert len(rows) == 4 + 2 * 4 * len(CONDITIONS) + sum(len(s.tuning) for s in result.settings) + over_time
+    # The over-time table: one column per window, each FD equal to the result's.
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| scheduler | steps | condition | 0-"))
+    assert lines[at].count("|") - 4 == len(result.real.windows)
+    s0 = result.settings[0]
+    row = next(line for line in lines[at:] if line.startswith(f"| {s0.scheduler} | {s0.steps} | teacher"))
+    assert row.split("|")[4].strip().split(" ")[0] == bq._g(s0.evaluation["teacher"].fd[0])
     assert "![euler_2](docs/bench/quality_euler_2.png)" in text
     md = write_section("quality", text, path=tmp_path / "BENCHMARKS.md")
     assert "<!-- bench:quality -->" in md.read_text() and "<!-- /bench:quality -->" in md.read_text()

@@ -79,8 +79,8 @@ def test_demo_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"the shipped reference weights are missing: {WEIGHTS}")
 def test_demo_on_the_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert WEIGHTS.is_file(), f"the shipped reference weights are missing: {WEIGHTS}"
     out = tmp_path / "demo"
     assert demo.main(["--frames", "24", "--steps", "3", "--out", str(out), "--no-progress"]) == 0
     for name in OUTPUTS:
