@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--frames", type=int, default=128, help="frames per video (default 128)")
-    p.add_argument("--steps", type=int, default=16, help="solver steps per chunk (default 16)")
+    p.add_argument("--steps", type=int, default=8, help="solver steps per chunk (default 8)")
     p.add_argument("--scheduler", default="euler", help=f"one of {', '.join(SCHEDULERS)} (default euler)")
     p.add_argument(
         "--seeds",
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--calibration",
         metavar="FILE",
-        help="DCW coefficients (default: shipped with the model, else measured now)",
+        help="DCW coefficients: a `vidfix calibrate` file or a DCW JSON (default: the model folder's "
+        "calibration_<scheduler>_<steps>.json, the shipped model's best corrector from BENCHMARKS.md; else "
+        "measured now)",
     )
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped reference model)")
