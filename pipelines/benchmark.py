@@ -40,6 +40,7 @@ from typing import Any, Literal, TypeAlias, get_args
 import numpy as np
 import torch
 from torch import Tensor
+from vidfix.pipelines.factory import format_seeds
 
 from vidfix.calibration import CalibrationResult, calibrate
 from vidfix.correctors import DCW, EpsScaling
@@ -847,10 +848,10 @@ def quality_markdown(
             if cfg.get("start_context", True) and sz["context_frames"]
             else " (chunk 0 unconditioned). "
         )
-        + f"Tuning seeds {_seeds(cfg['tune_seeds'])}, evaluation seeds {_seeds(cfg['eval_seeds'])} (disjoint); "
+        + f"Tuning seeds {format_seeds(cfg['tune_seeds'])}, evaluation seeds {format_seeds(cfg['eval_seeds'])} (disjoint); "
         f"{result.reference_frames} fresh real frames ({len(cfg['reference_seeds'])} process videos) as the "
         f"Frechet reference; calibration on {len(cfg['calib_seeds'])} real clips (process seeds "
-        f"{_seeds(cfg['calib_seeds'])}).",
+        f"{format_seeds(cfg['calib_seeds'])}).",
         "",
         "Protocol: per scheduler x step count, calibrate (2D and 3D bands) on real clips, run every candidate "
         "parameter on the tuning seeds, keep the one with the lowest mean windowed Frechet distance, then report "
@@ -992,13 +993,6 @@ def quality_markdown(
         L += ["", "### Drift over time per condition (evaluation seeds)", ""]
         L += [f"![{k}]({p})" for k, p in plots.items()]
     return "\n".join(L)
-
-
-def _seeds(seeds: Sequence[int]) -> str:
-    s = list(seeds)
-    if len(s) > 2 and s == list(range(s[0], s[0] + len(s))):
-        return f"{s[0]}-{s[-1]}"
-    return ",".join(str(x) for x in s)
 
 
 _COLOURS: dict[str, str] = {

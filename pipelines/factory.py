@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEDULERS",
     "SchedulerName",
     "describe_model",
+    "format_seeds",
     "load_denoiser",
     "make_scheduler",
     "parse_seeds",
@@ -55,6 +57,14 @@ def parse_seeds(text: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {text!r} repeat a seed")
     return seeds
+
+
+def format_seeds(seeds: Sequence[int]) -> str:
+    """The inverse of :func:`parse_seeds` for display: ``[0, 1, 2, 3]`` -> ``"0-3"``, else ``"0,5"``."""
+    s = list(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[0] + len(s))):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(str(x) for x in s)
 
 
 def reference_model_folder() -> Path:

@@ -28,6 +28,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Lay out, write and close a figure (figures are not kept open between plots)."""
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    _pyplot().close(fig)
+    return out
+
+
 def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str]) -> Path:
     """Per-step gap (one-step noise-norm ratio - 1; dashed: the full chain) and DCW coefficient per band group."""
     plt = _pyplot()
@@ -50,11 +59,7 @@ def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str]) ->
     fig.suptitle(
         f"{result.scheduler}, {result.num_steps} steps, {result.dims}, {result.samples} samples", fontsize=10
     )
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_drift(
@@ -86,11 +91,7 @@ def plot_drift(
         ax.set_title(stat, fontsize=10)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def drift_summary(

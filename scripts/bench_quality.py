@@ -32,15 +32,9 @@ rest; the "real videos" row measures it). A rerun of the same command gives the
 same numbers (one seeded generator per video; one torch thread by default)."""
 
 
-def _seeds(seeds: tuple[int, ...]) -> str:
-    """Seeds as ``vidfix.pipelines.factory.parse_seeds`` reads them (a range where they are consecutive)."""
-    if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(str(s) for s in seeds)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from vidfix.pipelines.benchmark import CONDITIONS, QualityConfig
+    from vidfix.pipelines.factory import format_seeds
 
     d = QualityConfig()
     p = argparse.ArgumentParser(
@@ -64,12 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--conditions", nargs="+", default=list(d.conditions), choices=CONDITIONS, metavar="NAME",
                    help=f"conditions to run (default all: {', '.join(CONDITIONS)})")  # fmt: skip
     g.add_argument(
-        "--tune-seeds", default=_seeds(d.tune_seeds), help="sampler seeds that choose the parameters"
+        "--tune-seeds", default=format_seeds(d.tune_seeds), help="sampler seeds that choose the parameters"
     )
     g.add_argument(
         "--eval-seeds",
-        default=_seeds(d.eval_seeds),
-        help=f"sampler seeds that are reported (default {_seeds(d.eval_seeds)})",
+        default=format_seeds(d.eval_seeds),
+        help=f"sampler seeds that are reported (default {format_seeds(d.eval_seeds)})",
     )
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per model call")
     g = p.add_argument_group("candidate parameters (tuned on --tune-seeds)")
@@ -87,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--context-noise", type=float, default=d.context_noise, help="SkyReels a (default 20)")
     g = p.add_argument_group("real frames and metrics")
     g.add_argument(
-        "--calib-seeds", default=_seeds(d.calib_seeds), help="process seeds of the calibration clips"
+        "--calib-seeds", default=format_seeds(d.calib_seeds), help="process seeds of the calibration clips"
     )
     g.add_argument(
-        "--reference-seeds", default=_seeds(d.reference_seeds), help="process seeds of the Frechet reference"
+        "--reference-seeds",
+        default=format_seeds(d.reference_seeds),
+        help="process seeds of the Frechet reference",
     )
     g.add_argument(
         "--reference-frames", type=int, default=d.reference_frames, help="frames per reference video"

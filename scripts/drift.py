@@ -58,12 +58,9 @@ def _subsample(value: str) -> int | Literal["auto"]:
     if value == "auto":
         return "auto"
     try:
-        n = int(value)
-    except ValueError:
+        return _positive(value)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {value!r}")
-    return n
 
 
 def _positive(value: str) -> int:

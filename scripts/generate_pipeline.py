@@ -34,17 +34,13 @@ outputs in --out: <name>_seed<N>.mp4, <name>_seed<N>.drift.json (per-chunk drift
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0-3,7"`` -> ``(0, 1, 2, 3, 7)``."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    if not seeds:
-        raise argparse.ArgumentTypeError(f"no seeds in {text!r}")
-    return tuple(seeds)
+    """``"0-3,7"`` -> ``(0, 1, 2, 3, 7)``: :func:`vidfix.pipelines.factory.parse_seeds` as an argparse type."""
+    from vidfix.pipelines.factory import parse_seeds as parse
+
+    try:
+        return tuple(parse(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _pipe_arg(text: str) -> tuple[str, Any]:

@@ -8,6 +8,7 @@ Sizes follow the diffusers fast tests (16x16 or 32x32 pixels, 9 frames, 2 steps)
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -85,31 +86,38 @@ def _unipc() -> Any:
     return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
 
 
-def wan() -> Any:
-    from diffusers import WanPipeline, WanTransformer3DModel
+def _wan_family(cls_name: str, transformer: Callable[[], Any], scheduler: Callable[[], Any] = _unipc) -> Any:
+    """A tiny Wan-family pipeline of class ``cls_name`` (Wan T2V/I2V and SkyReels-V2 DF share the parts)."""
+    import diffusers
 
     torch.manual_seed(0)
-    return WanPipeline(
+    return getattr(diffusers, cls_name)(
         tokenizer=tiny_tokenizer(),
         text_encoder=_t5(umt5=True),
         vae=_wan_vae(),
-        scheduler=_unipc(),
-        transformer=WanTransformer3DModel(**_wan_transformer_kwargs()),
+        scheduler=scheduler(),
+        transformer=transformer(),
     )
+
+
+def _wan_transformer(**overrides: Any) -> Any:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(**(_wan_transformer_kwargs() | overrides))
+
+
+def wan() -> Any:
+    return _wan_family("WanPipeline", _wan_transformer)
 
 
 def wan_i2v() -> Any:
     """Wan 2.2-style image-to-video (no CLIP image encoder): the image latents join the channels."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
-    torch.manual_seed(0)
-    kw = _wan_transformer_kwargs() | {"in_channels": 36}
-    return WanImageToVideoPipeline(
-        tokenizer=tiny_tokenizer(),
-        text_encoder=_t5(umt5=True),
-        vae=_wan_vae(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        transformer=WanTransformer3DModel(**kw),
+    return _wan_family(
+        "WanImageToVideoPipeline",
+        lambda: _wan_transformer(in_channels=36),
+        lambda: FlowMatchEulerDiscreteScheduler(shift=7.0),
     )
 
 
@@ -120,42 +128,15 @@ def _skyreels_transformer() -> Any:
 
 
 def skyreels_df() -> Any:
-    from diffusers import SkyReelsV2DiffusionForcingPipeline
-
-    torch.manual_seed(0)
-    return SkyReelsV2DiffusionForcingPipeline(
-        tokenizer=tiny_tokenizer(),
-        text_encoder=_t5(umt5=True),
-        vae=_wan_vae(),
-        scheduler=_unipc(),
-        transformer=_skyreels_transformer(),
-    )
+    return _wan_family("SkyReelsV2DiffusionForcingPipeline", _skyreels_transformer)
 
 
 def skyreels_df_i2v() -> Any:
-    from diffusers import SkyReelsV2DiffusionForcingImageToVideoPipeline
-
-    torch.manual_seed(0)
-    return SkyReelsV2DiffusionForcingImageToVideoPipeline(
-        tokenizer=tiny_tokenizer(),
-        text_encoder=_t5(umt5=True),
-        vae=_wan_vae(),
-        scheduler=_unipc(),
-        transformer=_skyreels_transformer(),
-    )
+    return _wan_family("SkyReelsV2DiffusionForcingImageToVideoPipeline", _skyreels_transformer)
 
 
 def skyreels_df_v2v() -> Any:
-    from diffusers import SkyReelsV2DiffusionForcingVideoToVideoPipeline
-
-    torch.manual_seed(0)
-    return SkyReelsV2DiffusionForcingVideoToVideoPipeline(
-        tokenizer=tiny_tokenizer(),
-        text_encoder=_t5(umt5=True),
-        vae=_wan_vae(),
-        scheduler=_unipc(),
-        transformer=_skyreels_transformer(),
-    )
+    return _wan_family("SkyReelsV2DiffusionForcingVideoToVideoPipeline", _skyreels_transformer)
 
 
 def _ltx_components() -> dict[str, Any]:

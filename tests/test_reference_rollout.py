@@ -13,6 +13,7 @@ from vidfix.pipelines import (
     reference_videos,
     sample_video,
 )
+from vidfix.pipelines.reports import drift_summary
 
 from vidfix import DriftTracker, Identity
 
@@ -57,14 +58,8 @@ def test_identity_corrector_is_no_corrector(model, kind: str) -> None:
 
 
 def _late_drift(tracker: DriftTracker) -> float:
-    """Mean over the last quarter of chunks of the RMS change (vs chunk 0) of channel means and stds and
-    of the detail energies: the statistics drift moves."""
-    n = len(tracker.records)
-    total = 0.0
-    for stat in ("mean", "std", "energy_spatial"):
-        curve = tracker.curve(stat, relative=stat != "mean")
-        total += sum(curve[-max(1, n // 4) :]) / max(1, n // 4)
-    return total
+    """Late drift (last quarter of chunks, vs chunk 0) of channel means and stds and detail energy, summed."""
+    return sum(drift_summary({"run": tracker})["run"].values())
 
 
 def test_tracker_is_flat_on_real_video_and_rises_on_a_free_rollout(model) -> None:
