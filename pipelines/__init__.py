@@ -14,9 +14,15 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
 
 from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 from vidfix.pipelines.ltx import LTXTokens
-from vidfix.pipelines.reference import REFERENCE_WEIGHTS_DIR, load_reference_model, reference_scheduler
-from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_video, reference_videos
-from vidfix.pipelines.reference_model import ReferenceVideoModel
+from vidfix.pipelines.reference import (
+    REFERENCE_WEIGHTS_DIR,
+    ReferenceVideoModel,
+    SpriteVideoConfig,
+    load_reference_model,
+    reference_scheduler,
+    reference_video,
+    reference_videos,
+)
 from vidfix.pipelines.runs import (
     RunFolder,
     RunFolderError,

@@ -107,7 +107,7 @@ RealSource: TypeAlias = Callable[[Sequence[int], int, Sequence[int]], Tensor]
 def procedural_source(folder: str | os.PathLike[str] | None, size: int) -> RealSource:
     """The reference model's procedural sprite process (its ``process_config.json``, else the defaults)."""
     from vidfix.pipelines.factory import sprite_process_config
-    from vidfix.pipelines.reference_data import reference_videos
+    from vidfix.pipelines.reference.data import reference_videos
 
     process = sprite_process_config(folder, size)
 

@@ -70,7 +70,7 @@ def format_seeds(seeds: Sequence[int]) -> str:
 def reference_model_folder() -> Path:
     """The shipped reference model's folder; a clear error when this build has none."""
     try:
-        from vidfix.pipelines.reference import REFERENCE_WEIGHTS_DIR
+        from vidfix.pipelines.reference.loading import REFERENCE_WEIGHTS_DIR
     except ImportError as err:
         raise FileNotFoundError(
             f"this build has no shipped reference model ({err}); pass a model folder (--model DIR)"
@@ -182,7 +182,7 @@ def sprite_process_config(folder: str | os.PathLike[str] | None, size: int) -> A
     Read from the folder's ``train_config.json`` / ``process_config.json`` (key ``data``) when it ships one,
     else the process defaults at ``size`` x ``size`` pixels. Raises ``ImportError`` without the process.
     """
-    from vidfix.pipelines.reference_data import SpriteVideoConfig
+    from vidfix.pipelines.reference.data import SpriteVideoConfig
 
     data: dict[str, Any] = {}
     for name in ("process_config.json", "train_config.json"):

@@ -41,7 +41,7 @@ from vidfix._checks import check_latents
 from vidfix.bands import band_filter
 from vidfix.calibration import scale_input, scheduler_step
 from vidfix.correctors.identity import Identity
-from vidfix.protocols import Corrector, Denoiser
+from vidfix.protocols import ChunkAware, Corrector, Denoiser
 from vidfix.tap import TapEvent, tap
 
 __all__ = [
@@ -391,10 +391,18 @@ def sample_video(
     chunks: list[Tensor] = []
     stats: Tensor | None = None
 
-    # Replay the finished chunks of a resumed rollout.
+    def chunk_context(k: int, start: int) -> Tensor | None:
+        """The K frames before the chunk (real ones under teacher forcing)."""
+        c = teacher(k, start, K) if teacher is not None and K > 0 else None
+        return context_before(prefix, video, start, K) if c is None else _given_context(c, K, like)
+
+    # Replay the finished chunks of a resumed rollout (a stateful corrector sees them again).
     if state is not None:
         stats = state.stats
         for k, chunk in enumerate(state.chunks):
+            if isinstance(corrector, ChunkAware):
+                corrector.start_chunk(k, context=chunk_context(k, starts[k]))
+                corrector.end_chunk(chunk.to(device, dtype), index=k)
             chunks.append(chunk.to(device, dtype))
             video = merge_chunk(video, chunks[-1], starts[k])
             _emit(callbacks, chunks[-1], index=k, start=starts[k], video=video, state=state, restored=True)
@@ -403,8 +411,7 @@ def sample_video(
     for k in range(len(chunks), len(starts)):
         start = starts[k]
         # Gather the context: the K frames before the chunk (real ones under teacher forcing).
-        c = teacher(k, start, K) if teacher is not None and K > 0 else None
-        c = context_before(prefix, video, start, K) if c is None else _given_context(c, K, like)
+        c = chunk_context(k, start)
 
         # Draw the chunk's noise, then the context's, from each video's own generator.
         x = _noise(generators, (C, F, H, W), like) * float(getattr(tapped, "init_noise_sigma", 1.0))
@@ -414,6 +421,8 @@ def sample_video(
             c_in = renoise_context(c, cfg.context_noise, _noise(generators, tuple(c.shape[1:]), like))
 
         # Denoise the chunk: a fresh (tapped) scheduler per chunk; the corrector acts inside each step.
+        if isinstance(corrector, ChunkAware):
+            corrector.start_chunk(k, context=c)
         sched = copy.deepcopy(tapped)
         sched.set_timesteps(cfg.num_steps, device=device)
         timesteps = sched.timesteps
@@ -445,6 +454,8 @@ def sample_video(
         x = match_statistics(x, stats[..., 2], stats[..., 3], strength=cfg.color_match, low_band=False)
 
         # Merge the chunk into the video (crossfade the overlap) and hand it on.
+        if isinstance(corrector, ChunkAware):
+            corrector.end_chunk(x, index=k)
         chunks.append(x)
         video = merge_chunk(video, x, start)
         state = SamplerState(tuple(chunks), tuple(g.get_state() for g in generators), stats, context)

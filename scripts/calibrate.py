@@ -82,7 +82,7 @@ def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generat
 
     if ns.data == "procedural":
         try:
-            from vidfix.pipelines.reference_data import reference_videos
+            from vidfix.pipelines.reference.data import reference_videos
 
             process = sprite_process_config(folder, size)
         except ImportError as err:

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _real_process() -> Any:
     """The reference model's procedural video process (its training data), or None when this build has none."""
     try:
-        from vidfix.pipelines import reference_data
+        from vidfix.pipelines.reference import data as reference_data
     except ImportError:
         return None
     return reference_data

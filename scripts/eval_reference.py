@@ -1,6 +1,6 @@
 """``vidfix eval-reference``: teacher-forced vs free rollouts of the reference model against real video.
 
-Thin CLI over :func:`vidfix.pipelines.reference_eval.evaluate`: prints per-window statistics (mean colour,
+Thin CLI over :func:`vidfix.pipelines.reference.evaluate.evaluate`: prints per-window statistics (mean colour,
 contrast, saturation, sharpness, detail energy, PSNR to the real continuation), writes them as JSON and
 saves PNG frame strips (rows: real, teacher-forced, free rollout).
 """
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     import torch
-    from vidfix.pipelines.reference import load_reference_model, reference_scheduler
-    from vidfix.pipelines.reference_eval import evaluate, format_report, save_strip
+    from vidfix.pipelines.reference.evaluate import evaluate, format_report, save_strip
+    from vidfix.pipelines.reference.loading import load_reference_model, reference_scheduler
 
     torch.set_num_threads(ns.threads)
     model = load_reference_model(path=ns.model)

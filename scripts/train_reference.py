@@ -1,6 +1,6 @@
 """``vidfix train-reference``: train (or resume) the reference model that ships in ``vidfix.pipelines``.
 
-Thin CLI over :func:`vidfix.pipelines.reference_train.train_reference`. The defaults reproduce the shipped
+Thin CLI over :func:`vidfix.pipelines.reference.train.train_reference`. The defaults reproduce the shipped
 weights; rerun the same command after a kill to continue from the last checkpoint.
 """
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from vidfix.pipelines.reference_train import TrainConfig
+    from vidfix.pipelines.reference.train import TrainConfig
 
     d = TrainConfig(output_dir="")
     parser.add_argument("output_dir", help="run folder (checkpoint, loss log, weights in <output_dir>/model)")
@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--install",
         action="store_true",
-        help="copy the trained weights into the package (vidfix/pipelines/reference_weights)",
+        help="copy the trained weights into the package (vidfix/pipelines/reference/weights)",
     )
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     from vidfix.pipelines import REFERENCE_WEIGHTS_DIR
-    from vidfix.pipelines.reference_train import train_reference
+    from vidfix.pipelines.reference.train import train_reference
 
     cfg = TrainConfig(
         output_dir=ns.output_dir, steps=ns.steps, batch_size=ns.batch_size, lr=ns.lr, seed=ns.seed,

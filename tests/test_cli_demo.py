@@ -14,11 +14,7 @@ from safetensors.torch import save_file
 from vidfix.scripts import calibrate as cal
 from vidfix.scripts import demo
 
-WEIGHTS = (
-    Path(vidfix.pipelines.__file__).resolve().parent
-    / "reference_weights"
-    / "diffusion_pytorch_model.safetensors"
-)
+WEIGHTS = Path(vidfix.pipelines.REFERENCE_WEIGHTS_DIR) / "diffusion_pytorch_model.safetensors"
 OUTPUTS = ("uncorrected.mp4", "vidfix.mp4", "side_by_side.mp4", "drift.json", "drift.png")
 
 

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from vidfix.pipelines.reference_data import (
+from vidfix.pipelines.reference.data import (
     SHAPES,
     SpriteVideoConfig,
     reference_video,
     reference_videos,
     sample_params,
 )
-from vidfix.pipelines.reference_eval import frame_statistics
+from vidfix.pipelines.reference.evaluate import frame_statistics
 
 SMALL = SpriteVideoConfig(height=32, width=32)
 

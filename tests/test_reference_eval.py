@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
-from vidfix.pipelines.reference_eval import (
+from vidfix.pipelines.reference.data import SpriteVideoConfig, reference_videos
+from vidfix.pipelines.reference.evaluate import (
     STATISTICS,
     evaluate,
     format_report,
@@ -11,7 +11,7 @@ from vidfix.pipelines.reference_eval import (
     rollout,
     save_strip,
 )
-from vidfix.pipelines.reference_model import ReferenceVideoModel
+from vidfix.pipelines.reference.model import ReferenceVideoModel
 
 
 def _model() -> ReferenceVideoModel:

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 from vidfix.pipelines import REFERENCE_WEIGHTS_DIR, load_reference_model, reference_scheduler
-from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
-from vidfix.pipelines.reference_model import ReferenceVideoModel
+from vidfix.pipelines.reference.data import SpriteVideoConfig, reference_videos
+from vidfix.pipelines.reference.model import ReferenceVideoModel
 
 from vidfix.protocols import Denoiser
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 from vidfix.pipelines.factory import sprite_process_config
-from vidfix.pipelines.reference_data import SpriteVideoConfig
-from vidfix.pipelines.reference_model import ReferenceVideoModel
-from vidfix.pipelines.reference_train import TrainConfig, train_reference
+from vidfix.pipelines.reference.data import SpriteVideoConfig
+from vidfix.pipelines.reference.model import ReferenceVideoModel
+from vidfix.pipelines.reference.train import TrainConfig, train_reference
 
 TINY = dict(chunk_frames=2, max_context_frames=2, patch_size=2, block_channels=(8, 16), layers_per_block=1,
             attention_heads=2, norm_groups=4)  # fmt: skip
@@ -75,7 +75,7 @@ def test_bad_config() -> None:
 
 @pytest.mark.parametrize("level", [0.0, 0.2])
 def test_context_noise_augments_only_the_context(level: float) -> None:
-    from vidfix.pipelines.reference_train import flow_matching_loss
+    from vidfix.pipelines.reference.train import flow_matching_loss
 
     model = ReferenceVideoModel(sample_size=16, **TINY)
     seen = {}

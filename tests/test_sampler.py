@@ -288,3 +288,48 @@ def test_non_finite_chunk_stops_and_names_it(model: TinyChunkDenoiser) -> None:
         sample_video(
             Spy(model, nan_at=2 * cfg.num_steps), euler(), cfg, generators=gens(0), corrector=DCW(low=0.1)
         )
+
+
+class _ChunkRecorder(Identity):
+    """An identity corrector that records the chunk hooks (a stand-in for anchoring / closed-loop state)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, torch.Tensor | None]] = []
+
+    def start_chunk(self, index: int, *, context: torch.Tensor | None) -> None:
+        self.calls.append(("start", index, None if context is None else context.clone()))
+
+    def end_chunk(self, chunk: torch.Tensor, *, index: int) -> None:
+        self.calls.append(("end", index, chunk.clone()))
+
+
+def test_chunk_aware_corrector_sees_every_chunk_and_again_on_resume(model: TinyChunkDenoiser) -> None:
+    cfg = config(num_frames=12)
+    rec, states = _ChunkRecorder(), []
+    video = sample_video(
+        model,
+        euler(),
+        cfg,
+        generators=gens(3),
+        corrector=rec,
+        on_chunk=lambda c, **kw: states.append(kw["state"]),
+    )
+    assert [(kind, i) for kind, i, _ in rec.calls] == [
+        ("start", 0),
+        ("end", 0),
+        ("start", 1),
+        ("end", 1),
+        ("start", 2),
+        ("end", 2),
+    ]
+    assert rec.calls[0][2] is None  # chunk 0 has no context
+    torch.testing.assert_close(rec.calls[2][2], video[:, :, 2:4])  # chunk 1's context: frames 2, 3
+    torch.testing.assert_close(rec.calls[5][2], video[:, :, 8:12])  # the finished chunk
+
+    # Resume after chunk 1: the corrector is told about chunks 0 and 1 again, with the same tensors.
+    again = _ChunkRecorder()
+    resumed = sample_video(model, euler(), cfg, generators=gens(3), corrector=again, state=states[1])
+    assert torch.equal(resumed, video)
+    assert [(kind, i) for kind, i, _ in again.calls] == [(kind, i) for kind, i, _ in rec.calls]
+    for (_, _, a), (_, _, b) in zip(again.calls, rec.calls):
+        assert (a is None and b is None) or torch.equal(a, b)

@@ -9,6 +9,9 @@ Latents are ``(B, C, F, H, W)`` (batch, channels, frames, height, width) unless 
   VP: ``sqrt(abar), sqrt(1 - abar)``; VE: ``1, sigma``).
 * :class:`Corrector`: ``corrector(x0_hat, x, step) -> x0_hat'`` corrects the data prediction the solver
   consumes; the scheduler tap turns that back into the model output the scheduler expects.
+* :class:`ChunkAware`: a corrector with state across the chunks of an autoregressive rollout (an anchor to
+  a reference, closed-loop gains); the chunk loop tells it where each chunk starts and hands it each
+  finished chunk. Plain correctors need neither method.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["Corrector", "Denoiser", "Parameterization", "Scalar", "StepInfo"]
+__all__ = ["ChunkAware", "Corrector", "Denoiser", "Parameterization", "Scalar", "StepInfo"]
 
 Scalar: TypeAlias = "float | Tensor"
 Parameterization: TypeAlias = Literal["flow", "vp", "ve"]
@@ -68,6 +71,23 @@ class Corrector(Protocol):
     """Corrects the data prediction ``x0_hat`` of one step; must return ``x0_hat`` itself when it does nothing."""
 
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor: ...
+
+
+@runtime_checkable
+class ChunkAware(Protocol):
+    """Optional chunk hooks of a stateful corrector; an AR loop calls them around each chunk, in order.
+
+    Batch item ``b`` is one video throughout, so per-video state is indexed by the batch.
+    """
+
+    def start_chunk(self, index: int, *, context: Tensor | None) -> None:
+        """Chunk ``index`` (0 = first) is about to be denoised from the clean ``context`` ``(B, C, K, H, W)``
+        (None when it has none); ``index == 0`` starts a new rollout (reset per-video state)."""
+        ...
+
+    def end_chunk(self, chunk: Tensor, *, index: int) -> None:
+        """Chunk ``index`` finished as ``chunk`` ``(B, C, F, H, W)`` (what goes into the video)."""
+        ...
 
 
 @runtime_checkable

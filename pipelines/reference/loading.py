@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import torch
-from vidfix.pipelines.reference_model import ReferenceVideoModel
+from vidfix.pipelines.reference.model import ReferenceVideoModel
 
 from vidfix._checks import check_choice
 
 __all__ = ["REFERENCE_WEIGHTS_DIR", "SchedulerKind", "load_reference_model", "reference_scheduler"]
 
-REFERENCE_WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "reference_weights"
+REFERENCE_WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
 SchedulerKind: TypeAlias = Literal["euler", "unipc"]
 
 

@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
-from vidfix.pipelines.reference_model import ReferenceVideoModel
+from vidfix.pipelines.reference.data import SpriteVideoConfig, reference_videos
+from vidfix.pipelines.reference.model import ReferenceVideoModel
 
 __all__ = ["TrainConfig", "TrainResult", "export_model", "flow_matching_loss", "train_reference"]
 

@@ -25,8 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 from vidfix.pipelines.factory import SchedulerName
-from vidfix.pipelines.reference_data import SpriteVideoConfig, reference_videos
-from vidfix.pipelines.reference_model import ReferenceVideoModel
+from vidfix.pipelines.reference.data import SpriteVideoConfig, reference_videos
+from vidfix.pipelines.reference.model import ReferenceVideoModel
 
 __all__ = [
     "STATISTICS",
