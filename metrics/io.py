@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,9 +38,11 @@ from vidfix.metrics.layout import Layout, as_frames, to_uint8
 __all__ = [
     "BACKENDS",
     "CODECS",
+    "ODD_SIZES",
     "Backend",
     "Codec",
     "FrameBatch",
+    "OddSize",
     "VideoInfo",
     "VideoReadError",
     "iter_video",
@@ -51,7 +54,9 @@ __all__ = [
 
 Backend: TypeAlias = Literal["auto", "decord", "pyav"]
 Codec: TypeAlias = Literal["h264", "h264-lossless", "ffv1", "mpeg4", "vp9", "av1"]
+OddSize: TypeAlias = Literal["error", "pad"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+ODD_SIZES: tuple[OddSize, ...] = get_args(OddSize)
 CODECS: tuple[Codec, ...] = get_args(Codec)
 
 # codec -> (PyAV encoder, pixel format, encoder options)
@@ -383,8 +388,11 @@ def write_video(
     layout: Layout = "THWC",
     value_range: tuple[float, float] | None = None,
     options: dict[str, str] | None = None,
+    odd_size: OddSize = "error",
 ) -> Path:
-    """Encode frames to a video file with PyAV.
+    """Encode frames to a video file with PyAV, atomically (a temporary file, renamed when complete).
+
+    The one video writer of vidfix: the generate tools and the demo write their .mp4 files through it.
 
     Args:
         path: output file; its extension picks the container (.mp4, .mkv, .webm, .avi ...).
@@ -393,9 +401,12 @@ def write_video(
         codec: ``"h264"`` (default, lossy), ``"h264-lossless"`` or ``"ffv1"`` (exact RGB), ``"mpeg4"``, ``"vp9"``, ``"av1"``.
         layout, value_range: as :func:`vidfix.metrics.as_frames`.
         options: extra encoder options (FFmpeg names), overriding the codec's defaults.
+        odd_size: what a 4:2:0 codec (h264, mpeg4, vp9, av1) does with an odd width or height: ``"error"``,
+            or ``"pad"``, repeating the last row/column (every pixel kept; one extra row/column shown).
 
     Raises:
-        ValueError: unknown codec, odd width/height with a 4:2:0 codec, a codec the container cannot hold, no frames.
+        ValueError: unknown codec, odd width/height with a 4:2:0 codec and ``odd_size="error"``, a codec the
+            container cannot hold, no frames. Nothing is left at ``path`` then (nor a temporary file).
     """
     import av
 
@@ -404,21 +415,28 @@ def write_video(
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     encoder, pix_fmt, defaults = _ENCODERS[codec]
+    if odd_size not in ODD_SIZES:
+        raise ValueError(f"unknown odd_size {odd_size!r}; allowed: {', '.join(repr(o) for o in ODD_SIZES)}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A unique temporary name in the same folder, with the same extension (it picks the container).
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{out.suffix}")
     container = None
     stream = None
     written = 0
     try:
         for batch in _uint8_batches(frames, layout, value_range):
+            if pix_fmt == "yuv420p" and odd_size == "pad" and (batch.shape[1] % 2 or batch.shape[2] % 2):
+                pad = ((0, 0), (0, batch.shape[1] % 2), (0, batch.shape[2] % 2), (0, 0))
+                batch = np.pad(batch, pad, mode="edge")  # (T, H + 1?, W + 1?, 3)
             if container is None or stream is None:
                 h, w = batch.shape[1:3]
                 if pix_fmt == "yuv420p" and (h % 2 or w % 2):
                     raise ValueError(
                         f"codec {codec!r} stores 4:2:0 colour and needs an even width and height, got {w}x{h}; "
-                        "crop or pad the frames, or use codec='ffv1' or 'h264-lossless'"
+                        "pass odd_size='pad', crop the frames, or use codec='ffv1' or 'h264-lossless'"
                     )
-                container = av.open(str(out), mode="w")
+                container = av.open(str(tmp), mode="w")
                 try:
                     added = container.add_stream(
                         encoder,
@@ -443,9 +461,13 @@ def write_video(
             raise ValueError("no frames to write")
         for packet in stream.encode():
             container.mux(packet)
+        container.close()
+        container = None
+        os.replace(tmp, out)
     except av.error.FFmpegError as err:
         raise ValueError(f"cannot write {str(out)!r} with codec {codec!r}: {err}") from err
     finally:
         if container is not None:
             container.close()
+        tmp.unlink(missing_ok=True)
     return out

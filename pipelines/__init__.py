@@ -12,52 +12,59 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
     >>> handle = stabilize(pipe, DCW(low=0.005), track_drift=True)     # doctest: +SKIP
 """
 
-from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
-from vidfix.pipelines.ltx import LTXTokens
-from vidfix.pipelines.reference import (
-    REFERENCE_WEIGHTS_DIR,
-    ReferenceVideoModel,
-    SpriteVideoConfig,
-    load_reference_model,
-    reference_scheduler,
-    reference_video,
-    reference_videos,
-)
-from vidfix.pipelines.runs import (
-    RunFolder,
-    RunFolderError,
-    ensure_writable,
-    generate_videos,
-    load_video,
-    run_spec,
-    seed_folder,
-)
-from vidfix.pipelines.sampler import (
-    ChunkCallback,
-    NonFiniteChunkError,
-    SamplerConfig,
-    SamplerState,
-    StepCallback,
-    Teacher,
-    channel_stats,
-    check_denoiser,
-    chunk_starts,
-    context_before,
-    match_statistics,
-    merge_chunk,
-    renoise_context,
-    sample_video,
-    video_teacher,
-)
-from vidfix.pipelines.stabilize import (
-    SUPPORTED_PIPELINES,
-    ChunkRecord,
-    PipelineSpec,
-    Stabilized,
-    pipeline_spec,
-    stabilize,
-    stabilized,
-)
+from typing import TYPE_CHECKING
+
+from vidfix._lazy import attach
+
+if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): importing a submodule stays light
+    from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
+    from vidfix.pipelines.ltx import LTXTokens
+    from vidfix.pipelines.reference import (
+        REFERENCE_WEIGHTS_DIR,
+        ReferenceVideoModel,
+        SpriteVideoConfig,
+        load_reference_model,
+        reference_scheduler,
+        reference_video,
+        reference_videos,
+    )
+    from vidfix.pipelines.runs import (
+        RunFolder,
+        RunFolderError,
+        ensure_writable,
+        generate_videos,
+        load_video,
+        run_spec,
+        seed_folder,
+    )
+    from vidfix.pipelines.sampler import (
+        ChunkCallback,
+        NonFiniteChunkError,
+        SamplerConfig,
+        SamplerState,
+        StepCallback,
+        Teacher,
+        channel_stats,
+        check_denoiser,
+        chunk_starts,
+        context_before,
+        match_statistics,
+        merge_chunk,
+        renoise_context,
+        sample_video,
+        video_teacher,
+    )
+    from vidfix.pipelines.stabilize import (
+        SUPPORTED_PIPELINES,
+        ChunkRecord,
+        PipelineSpec,
+        Stabilized,
+        pipeline_spec,
+        stabilize,
+        stabilized,
+    )
+
+attach(__name__, __file__)
 
 __all__ = [
     "REFERENCE_WEIGHTS_DIR",

@@ -1,15 +1,16 @@
 """Run a diffusers video checkpoint with a vidfix corrector: load, stabilize, generate per seed, write outputs.
 
-The library side of ``vidfix generate --pipeline ...`` (``scripts/generate_pipeline.py`` parses arguments).
+The library side of ``vidfix generate --pipeline ...`` (``scripts/generate.py`` parses arguments).
 
     >>> pipe = load_pipeline("wan", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", dtype="bfloat16", device="cuda")  # doctest: +SKIP
     >>> corrector = make_corrector("dcw", low=0.005)                                                   # doctest: +SKIP
     >>> generate(pipe, GenerateConfig(prompt="a red fox", num_frames=81), corrector, "out/")           # doctest: +SKIP
 
-Each seed gets its own ``torch.Generator`` (on the CPU, so a seed gives the same noise on any device) and
-writes ``<name>_seed<seed>.mp4`` and ``<name>_seed<seed>.drift.json`` (a :class:`vidfix.DriftTracker` JSON:
-one entry per chunk for SkyReels long runs, else per ``drift_window`` latent frames); ``run.json`` records
-the configuration, the corrector and what it did per chunk.
+Each seed gets its own ``torch.Generator`` (on the CPU, so a seed gives the same noise on any device) and its
+own run folder, the same layout as the chunked sampler's (:mod:`vidfix.pipelines.runs`): ``OUT/seed_000003/``
+with ``video.mp4``, ``drift.json`` (a :class:`vidfix.DriftTracker` JSON: one entry per chunk for SkyReels long
+runs, else per ``drift_window`` latent frames) and ``run.json`` (the spec, what the corrector did per chunk,
+the files' checksums). A resume keeps the seeds whose files are intact and generates the others again.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, get_args
 
-import numpy as np
 import torch
+from vidfix.pipelines.choices import (
+    PIPELINE_CLASSES,
+    CorrectorKind,
+    DtypeName,
+    Offload,
+    PipelineKind,
+    ScheduleName,
+)
+from vidfix.pipelines.runs import RunFolder, check_manifest, file_sha256, read_json, seed_folder
 from vidfix.pipelines.stabilize import ChunkRecord, stabilize
 
 from vidfix._checks import check_choice
@@ -41,28 +49,14 @@ __all__ = [
     "generate",
     "load_pipeline",
     "make_corrector",
-    "write_video",
+    "pipeline_run_spec",
 ]
-
-PipelineKind: TypeAlias = Literal["wan", "ltx", "cogvideox", "hunyuan", "skyreels-df"]
-CorrectorKind: TypeAlias = Literal["none", "dcw", "dcw2d", "eps"]
-ScheduleName: TypeAlias = Literal["paper", "constant", "sigma", "inverse_sigma"]
-Offload: TypeAlias = Literal["none", "model", "sequential"]
-
-# --pipeline name -> diffusers class.
-PIPELINE_CLASSES: dict[str, str] = {
-    "wan": "WanPipeline",
-    "ltx": "LTXPipeline",
-    "cogvideox": "CogVideoXPipeline",
-    "hunyuan": "HunyuanVideoPipeline",
-    "skyreels-df": "SkyReelsV2DiffusionForcingPipeline",
-}
 
 # Wan's own recipe keeps its VAE in float32 (decoding in bf16 visibly degrades colours).
 _FLOAT32_VAE = ("wan", "skyreels-df")
 
 
-def _dtype(value: torch.dtype | str) -> torch.dtype:
+def _dtype(value: torch.dtype | DtypeName) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -74,9 +68,9 @@ def load_pipeline(
     kind: PipelineKind,
     model: str | os.PathLike[str],
     *,
-    dtype: torch.dtype | str = "bfloat16",
+    dtype: torch.dtype | DtypeName = "bfloat16",
     device: str | torch.device = "cpu",
-    vae_dtype: torch.dtype | str | None = None,
+    vae_dtype: torch.dtype | DtypeName | None = None,
     offload: Offload = "none",
     vae_tiling: bool = False,
 ) -> Any:
@@ -121,7 +115,9 @@ def _schedules(schedule: ScheduleName) -> dict[str, str]:
 
 
 def _read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text())
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")
+    data = read_json(path, "calibration file")
     for key in ("dcw", "corrector"):  # CalibrationResult.save() embeds the derived DCW under "dcw"
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
@@ -181,19 +177,18 @@ def make_corrector(
     return DCW(**coefficients, dims=dims, **_schedules(schedule))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GenerateConfig:
     """One generation job (the same for every seed).
 
     Attributes:
         prompt, negative_prompt: text prompts.
         num_frames, height, width: video size in pixels and frames (None: the pipeline's default).
-        steps: denoising steps.
+        steps: denoising steps (16, the default of ``vidfix generate`` for every model).
         guidance_scale: classifier-free guidance (None: the pipeline's default).
         seeds: one video per seed, each with its own generator.
         fps: frame rate of the written video.
         drift_window: latent frames per drift entry for single-chunk runs.
-        name: file name stem of the outputs.
         pipeline_kwargs: any other ``pipe(...)`` arguments (SkyReels: ``base_num_frames``,
             ``overlap_history``, ``ar_step``, ``causal_block_size``, ``addnoise_condition``).
     """
@@ -203,12 +198,11 @@ class GenerateConfig:
     num_frames: int | None = None
     height: int | None = None
     width: int | None = None
-    steps: int = 30
+    steps: int = 16
     guidance_scale: float | None = None
     seeds: tuple[int, ...] = (0,)
-    fps: int = 16
+    fps: float = 16.0
     drift_window: int = 1
-    name: str = "video"
     pipeline_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def call_kwargs(self) -> dict[str, Any]:
@@ -226,39 +220,16 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class GenerateResult:
-    """What one seed produced."""
+    """What one seed produced (``resumed``: kept from an earlier run, not generated now)."""
 
     seed: int
+    folder: Path
     video: Path
     drift: Path
     frames: int
     seconds: float
     chunks: tuple[ChunkRecord, ...]
-
-
-def write_video(frames: np.ndarray, path: str | os.PathLike[str], *, fps: int = 16) -> Path:
-    """Encode ``(F, H, W, 3)`` frames in [0, 1] (pipeline ``output_type="np"``) as H.264 with PyAV.
-
-    H.264 in yuv420p needs even sizes: an odd last row or column is dropped (and a warning says so).
-    """
-    import av
-
-    video = np.asarray(frames)
-    if video.ndim != 4 or video.shape[-1] != 3:
-        raise ValueError(f"frames must be (F, H, W, 3), got {video.shape}")
-    h, w = video.shape[1] // 2 * 2, video.shape[2] // 2 * 2
-    if (h, w) != video.shape[1:3]:
-        warnings.warn(f"cropping {video.shape[1:3]} to {(h, w)} for H.264", stacklevel=2)
-    pixels = (np.clip(video[:, :h, :w], 0.0, 1.0) * 255).round().astype(np.uint8)  # (F, H, W, 3)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(os.fspath(out), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in pixels:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return out
+    resumed: bool = False
 
 
 def _describe(corrector: Corrector) -> Any:
@@ -266,32 +237,76 @@ def _describe(corrector: Corrector) -> Any:
     return to_dict() if callable(to_dict) else repr(corrector)
 
 
+def pipeline_run_spec(
+    pipe: Any, config: GenerateConfig, corrector: Corrector, *, model: Any = None
+) -> dict[str, Any]:
+    """The JSON identity of a pipeline run (everything but the seeds): a resume must match it exactly."""
+    scheduler = getattr(pipe, "scheduler", None)
+    sched = None
+    if scheduler is not None and hasattr(scheduler, "to_json_string"):
+        cfg = {k: v for k, v in json.loads(scheduler.to_json_string()).items() if not k.startswith("_")}
+        sched = {"class": type(scheduler).__name__, "config": cfg}
+    job = asdict(config) | {"pipeline_kwargs": dict(config.pipeline_kwargs)}
+    job.pop("seeds")
+    spec = {"pipeline": type(pipe).__name__, "model": model, "scheduler": sched, "job": job,
+            "corrector": _describe(corrector)}  # fmt: skip
+    return json.loads(json.dumps(spec, default=str))
+
+
 def generate(
     pipe: Any,
     config: GenerateConfig,
     corrector: Corrector,
     out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    model: Any = None,
 ) -> list[GenerateResult]:
-    """Generate one video per seed with ``corrector`` applied; write videos, drift JSONs and ``run.json``."""
+    """Generate one video per seed with ``corrector`` applied, each into its run folder ``out_dir/seed_XXXXXX``.
+
+    Args:
+        pipe: a diffusers video pipeline (``stabilize`` supports it).
+        config: the job.
+        corrector: applied inside every scheduler step.
+        out_dir: output folder; ``OUT/seed_000003/`` holds ``video.mp4``, ``drift.json`` and ``run.json``.
+        resume: keep the seeds already finished there (their files intact) and generate the rest; without
+            it a folder holding a run is refused.
+        model: JSON-able description of the model (part of the spec a resume must match).
+
+    Raises:
+        RunFolderError: as :func:`vidfix.pipelines.generate_videos` (another run, other spec, locked, unreadable).
+    """
+    from vidfix.metrics.io import write_video
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    spec = pipeline_run_spec(pipe, config, corrector, model=model)
+    check_manifest(out, spec)
     results = []
     for seed in config.seeds:
-        generator = torch.Generator().manual_seed(int(seed))
-        start = time.perf_counter()
-        with stabilize(pipe, corrector, track_drift=True, drift_window=config.drift_window) as handle:
-            frames = pipe(**config.call_kwargs(), generator=generator, output_type="np").frames[0]
-        seconds = time.perf_counter() - start
-        stem = f"{config.name}_seed{seed:04d}"
-        video = write_video(frames, out / f"{stem}.mp4", fps=config.fps)
-        assert handle.tracker is not None
-        drift = handle.tracker.to_json(out / f"{stem}.drift.json")
-        results.append(GenerateResult(seed, video, drift, len(frames), seconds, tuple(handle.chunks)))
-    run = {
-        "pipeline": type(pipe).__name__,
-        "config": asdict(config) | {"pipeline_kwargs": dict(config.pipeline_kwargs)},
-        "corrector": _describe(corrector),
-        "results": [asdict(r) | {"video": str(r.video), "drift": str(r.drift)} for r in results],
-    }
-    (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
+        with RunFolder(seed_folder(out, seed), seed, spec, num_chunks=0) as folder:
+            report = folder.open(resume=resume)
+            if report is not None and report.complete:
+                info = folder.read().get("info", {})
+                chunks = tuple(ChunkRecord(**{**c, "denoised_frames": tuple(c["denoised_frames"])})
+                               for c in info.get("chunks", []))  # fmt: skip
+                results.append(GenerateResult(seed, folder.path, folder.mp4_path, folder.drift_path,
+                                              int(info.get("frames", 0)), 0.0, chunks, resumed=True))  # fmt: skip
+                continue
+            generator = torch.Generator().manual_seed(int(seed))
+            start = time.perf_counter()
+            with stabilize(pipe, corrector, track_drift=True, drift_window=config.drift_window) as handle:
+                frames = pipe(**config.call_kwargs(), generator=generator, output_type="np").frames[0]
+            seconds = time.perf_counter() - start
+            if handle.tracker is None:
+                raise RuntimeError("stabilize(track_drift=True) gave no drift tracker")
+            # (F, H, W, 3) in [0, 1] -> H.264, odd sizes padded (the one video writer).
+            write_video(folder.mp4_path, frames, fps=config.fps, value_range=(0.0, 1.0), odd_size="pad")
+            info = {
+                "frames": len(frames),
+                "seconds": round(seconds, 3),
+                "chunks": [asdict(c) for c in handle.chunks],
+            }
+            folder.finish_files({"video.mp4": file_sha256(folder.mp4_path)}, handle.tracker, info=info)
+            results.append(GenerateResult(seed, folder.path, folder.mp4_path, folder.drift_path, len(frames),
+                                          seconds, tuple(handle.chunks)))  # fmt: skip
     return results

@@ -12,21 +12,25 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any
 
 import torch
+from vidfix.pipelines.choices import SCHEDULERS, SchedulerName
+from vidfix.pipelines.runs import read_json
 
 from vidfix._checks import check_choice
 
 __all__ = [
     "SCHEDULERS",
     "SchedulerName",
+    "check_calibration",
     "describe_model",
     "format_seeds",
     "load_denoiser",
@@ -35,9 +39,6 @@ __all__ = [
     "reference_model_folder",
     "sprite_process_config",
 ]
-
-SchedulerName: TypeAlias = Literal["euler", "unipc"]
-SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -90,7 +91,7 @@ def _scheduler_defaults(folder: str | os.PathLike[str] | None) -> dict[str, Any]
             Path(folder) / "scheduler" / "scheduler_config.json",
         ):
             if path.is_file():
-                data = json.loads(path.read_text())
+                data = read_json(path, "scheduler config")
                 out["num_train_timesteps"] = int(data.get("num_train_timesteps", out["num_train_timesteps"]))
                 out["shift"] = float(data.get("shift", data.get("flow_shift", out["shift"])))
                 break
@@ -151,12 +152,16 @@ def load_denoiser(
     path = reference_model_folder() if folder is None else Path(folder)
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"no model in {str(path)!r}: config.json is missing")
+        what = "does not exist" if not path.exists() else "has no config.json"
+        raise FileNotFoundError(
+            f"no model in {str(path)!r}: the folder {what} (a model folder holds config.json + safetensors)"
+        )
     cls: Any = None
     if model_class is not None:
         cls = _resolve_class(model_class)
     else:
-        name = json.loads(cfg_path.read_text()).get("_class_name")
+        config = read_json(cfg_path, "model config")
+        name = config.get("_class_name") if isinstance(config, dict) else None
         if not name:
             raise ValueError(f"{cfg_path} names no _class_name; pass the model class ('module:Class')")
         cls = None
@@ -191,7 +196,7 @@ def sprite_process_config(folder: str | os.PathLike[str] | None, size: int) -> A
             data = dict(json.loads(path.read_text()).get("data", {}))
             break
     fields = set(SpriteVideoConfig.__dataclass_fields__)
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
     return SpriteVideoConfig(**({"height": size, "width": size} | kwargs))
 
 
@@ -212,3 +217,70 @@ def describe_model(model: Any, folder: str | os.PathLike[str] | None) -> dict[st
     return json.loads(
         json.dumps({"class": type(model).__name__, "config": config, "weights_sha256": digest}, default=str)
     )
+
+
+def check_calibration(
+    path: str | os.PathLike[str],
+    *,
+    scheduler: Any,
+    num_steps: int,
+    model: dict[str, Any] | None = None,
+    compare_timesteps: bool = True,
+) -> list[str]:
+    """Check that a calibration file was measured for this run: scheduler class, step count, timesteps, model.
+
+    A ``vidfix calibrate`` file records the scheduler, the step count and the timesteps it measured at (and,
+    from this version on, the model); its per-step coefficients only mean something for that schedule. A bare
+    DCW JSON records none of it: the returned list then holds one note saying so (the caller warns).
+
+    Args:
+        path: the calibration file.
+        scheduler: the run's scheduler (compared by class and by the timesteps of ``num_steps`` steps).
+        num_steps: the run's solver steps.
+        model: the run's :func:`describe_model` (compared by class and weights hash when the file has them).
+        compare_timesteps: also compare the timesteps (off for pipelines whose schedule depends on the
+            video size, such as LTX's resolution-dependent shift).
+
+    Raises:
+        ValueError: the file was measured for another scheduler, step count, schedule or model (all
+            differences in one message, with the command that measures the right one).
+    """
+    from vidfix.tap import original_class
+
+    data = read_json(path, "calibration file")
+    if not isinstance(data, dict) or data.get("type") != "vidfix-calibration":
+        return [f"{path} records no scheduler, step count or model (a bare DCW file): check it fits this run"]
+    diffs: list[str] = []
+    name = original_class(scheduler).__name__
+    if data.get("scheduler") not in (None, name):
+        diffs.append(f"scheduler {data.get('scheduler')} (this run: {name})")
+    if data.get("num_steps") not in (None, num_steps):
+        diffs.append(f"{data.get('num_steps')} steps (this run: {num_steps})")
+    elif compare_timesteps and data.get("timesteps") and not diffs:
+        probe = copy.deepcopy(scheduler)
+        probe.set_timesteps(num_steps)
+        ours = [float(t) for t in probe.timesteps]
+        theirs = [float(t) for t in data["timesteps"]]
+        if len(ours) != len(theirs) or any(
+            abs(a - b) > 1e-3 * max(1.0, abs(a)) for a, b in zip(ours, theirs)
+        ):
+            diffs.append(f"timesteps {_short(theirs)} (this run: {_short(ours)}; another --shift?)")
+    saved = data.get("model")
+    if model is not None and isinstance(saved, dict):
+        for key in ("class", "weights_sha256"):
+            if saved.get(key) is not None and model.get(key) is not None and saved[key] != model[key]:
+                what = "weights" if key == "weights_sha256" else "model class"
+                diffs.append(f"{what} {str(saved[key])[:12]} (this run: {str(model[key])[:12]})")
+    if diffs:
+        raise ValueError(
+            f"calibration file {str(path)!r} was measured for "
+            + ", ".join(diffs)
+            + "; measure this run's with "
+            f"`vidfix calibrate --steps {num_steps} ...` (the same model, scheduler and shift)"
+        )
+    return []
+
+
+def _short(values: list[float]) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:3])
+    return f"[{shown}{', ...' if len(values) > 3 else ''}]"

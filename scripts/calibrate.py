@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vidfix.scripts._common import Parser, UsageError, device_name, positive_float, positive_int, seeds
+from vidfix.scripts.cli import command
+
 __all__ = ["SUMMARY", "build_parser", "main"]
 
 SUMMARY = "measure a model's SNR-t bias on real context frames and write DCW coefficients"
@@ -26,14 +29,13 @@ should not be the seeds you evaluate on); or --data FILE.safetensors holding "vi
 (C, T, H, W). Each clip gives K context frames and the F-frame chunk after them."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from vidfix.pipelines.factory import SCHEDULERS
+def build_parser() -> Parser:
+    from vidfix.pipelines.choices import SCHEDULERS
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="vidfix calibrate",
         description="Measure the SNR-t bias of a chunk denoiser per step and band group; write signed DCW coefficients.",
         epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped reference model)")
     p.add_argument(
@@ -41,11 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:CLASS",
         help="model class, when config.json's is not in vidfix or diffusers",
     )
-    p.add_argument("--scheduler", default="euler", help=f"one of {', '.join(SCHEDULERS)} (default euler)")
-    p.add_argument("--shift", type=float, help="timestep shift (default: the model folder's, else 1)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="euler", help="solver (default euler)")
+    p.add_argument(
+        "--shift", type=positive_float, help="timestep shift (default: the model folder's, else 1)"
+    )
     p.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=16,
         help="solver steps to calibrate for (default 16; use the same in generate)",
     )
@@ -56,10 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default="procedural", metavar="procedural|FILE", help="real frames (default procedural)"
     )
     p.add_argument(
-        "--seeds", default="1000-1007", help="procedural video seeds, one clip each (default 1000-1007)"
+        "--seeds",
+        type=seeds,
+        default="1000-1007",
+        help="procedural video seeds, one clip each (default 1000-1007)",
     )
-    p.add_argument("--clips", type=int, default=8, help="clips cut from --data FILE (default 8)")
-    p.add_argument("--chunk", type=int, help="frames per chunk (default: the model's chunk_frames)")
+    p.add_argument("--clips", type=positive_int, default=8, help="clips cut from --data FILE (default 8)")
+    p.add_argument("--chunk", type=positive_int, help="frames per chunk (default: the model's chunk_frames)")
     p.add_argument("--context", type=int, help="context frames (default: the model's max_context_frames)")
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the clip positions and calibration noise (default 0)"
@@ -69,43 +76,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="calibration.json", help="coefficient file (default calibration.json)")
     p.add_argument("--plot", help="PNG of the per-step curves (default: --out with .png)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generator: Any) -> Any:
-    """Real clips ``(B, C, frames, H, W)``."""
+    """Real clips ``(B, C, frames, H, W)``, checked: finite, floating point, in a plausible range."""
     import torch
-    from vidfix.pipelines.factory import parse_seeds, sprite_process_config
 
     if ns.data == "procedural":
         try:
+            from vidfix.pipelines.factory import sprite_process_config
             from vidfix.pipelines.reference.data import reference_videos
 
             process = sprite_process_config(folder, size)
         except ImportError as err:
-            raise ValueError(
+            raise UsageError(
                 f"the procedural video process is not in this build ({err}); pass --data FILE"
             ) from err
-        seeds = parse_seeds(ns.seeds)
-        starts = torch.randint(0, 10_000, (len(seeds),), generator=generator).tolist()
-        return reference_videos(seeds, frames, start=starts, config=process)
-    from safetensors.torch import load_file
+        starts = torch.randint(0, 10_000, (len(ns.seeds),), generator=generator).tolist()
+        return reference_videos(ns.seeds, frames, start=starts, config=process)
+    from vidfix.pipelines.runs import UnreadableFileError, load_tensors
 
     path = Path(ns.data)
     if not path.is_file():
-        raise FileNotFoundError(f"--data file {str(path)!r} does not exist")
-    tensors = load_file(str(path))
+        raise FileNotFoundError(
+            f"--data file {str(path)!r} does not exist (pass a .safetensors file or 'procedural')"
+        )
+    try:
+        tensors = load_tensors(path)
+    except UnreadableFileError as err:
+        raise UsageError(
+            f"--data: {err}; expected a safetensors file holding 'video' (B, C, T, H, W)"
+        ) from err
     if "video" not in tensors:
-        raise ValueError(f"{path} holds {sorted(tensors)}; expected a tensor named 'video' (B, C, T, H, W)")
-    video = tensors["video"].float()
+        raise UsageError(f"{path} holds {sorted(tensors)}; expected a tensor named 'video' (B, C, T, H, W)")
+    video = tensors["video"]
+    if not video.is_floating_point():
+        raise UsageError(f"'video' in {path} is {video.dtype}; expected floating point frames in [-1, 1]")
+    video = video.float()
     video = video[None] if video.dim() == 4 else video  # (B, C, T, H, W)
     if video.dim() != 5 or video.shape[2] < frames:
-        raise ValueError(
+        raise UsageError(
             f"'video' in {path} has shape {tuple(video.shape)}; need (B, C, T >= {frames}, H, W)"
         )
+    finite = torch.isfinite(video)
+    if not bool(finite.all()):
+        raise UsageError(
+            f"'video' in {path} holds {int((~finite).sum())} NaN or inf values; clean frames are needed"
+        )
+    lo, hi = float(video.min()), float(video.max())
+    if hi - lo == 0:
+        raise UsageError(f"'video' in {path} is constant ({lo:.3g}): calibration needs real frames")
     items = torch.randint(0, video.shape[0], (ns.clips,), generator=generator).tolist()
     starts = torch.randint(0, video.shape[2] - frames + 1, (ns.clips,), generator=generator).tolist()
     return torch.stack(
@@ -113,41 +137,47 @@ def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generat
     )  # (clips, C, frames, H, W)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+@command("vidfix calibrate")
+def main(argv: list[str]) -> int:
+    ns = build_parser().parse_args(argv)
 
     import torch
-    from vidfix.pipelines.factory import load_denoiser, make_scheduler
+    from vidfix.pipelines.factory import describe_model, load_denoiser, make_scheduler
     from vidfix.pipelines.reports import plot_calibration
-    from vidfix.pipelines.runs import ensure_writable
-    from vidfix.scripts._common import progress_bar
+    from vidfix.pipelines.runs import ensure_writable, write_json_atomic
+    from vidfix.scripts._common import progress_bar, resolve_device
 
     from vidfix.calibration import calibrate
 
     if ns.threads:
         torch.set_num_threads(ns.threads)
+    out = Path(ns.out)
+    ensure_writable(out.parent)
+    device = resolve_device(ns.device)
+    model, folder = load_denoiser(ns.model, model_class=ns.model_class, device=device)
+    cfg = model.config
+    F = ns.chunk if ns.chunk is not None else int(cfg.chunk_frames)
+    K = ns.context if ns.context is not None else int(cfg.max_context_frames)
+    scheduler = make_scheduler(ns.scheduler, shift=ns.shift, model_folder=folder)
+    generator = torch.Generator().manual_seed(ns.seed)
+    clips = _clips(ns, folder, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(device)
+    context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
+    bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
+    result = calibrate(
+        model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
+        chain=ns.chain, generator=generator, progress=progress,
+    )  # fmt: skip
+    bar.close()
+    # The file records the model it was measured on: `vidfix generate --calibration` checks it.
+    data = result.to_dict() | {"dcw": result.to_dcw().to_dict(), "model": describe_model(model, folder)}
     try:
-        out = Path(ns.out)
-        ensure_writable(out.parent)
-        model, folder = load_denoiser(ns.model, model_class=ns.model_class, device=ns.device)
-        cfg = model.config
-        F = ns.chunk if ns.chunk is not None else int(cfg.chunk_frames)
-        K = ns.context if ns.context is not None else int(cfg.max_context_frames)
-        scheduler = make_scheduler(ns.scheduler, shift=ns.shift, model_folder=folder)
-        generator = torch.Generator().manual_seed(ns.seed)
-        clips = _clips(ns, folder, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(ns.device)
-        context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
-        bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
-        result = calibrate(
-            model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
-            chain=ns.chain, generator=generator, progress=progress,
-        )  # fmt: skip
-        bar.close()
-        result.save(out)
-        plot = plot_calibration(result, ns.plot or out.with_suffix(".png"))
-    except (ValueError, TypeError, OSError) as err:
-        print(f"vidfix calibrate: error: {err}", file=sys.stderr)
-        return 2
+        write_json_atomic(data, out)
+    except ValueError as err:  # NaN/inf coefficients: the clips are not data the model knows
+        raise ValueError(
+            f"the calibration gave non-finite coefficients ({err}); check that the clips are the model's kind of "
+            "data (value range, channels, size); nothing was written"
+        ) from err
+    plot = plot_calibration(result, ns.plot or out.with_suffix(".png"))
     print(f"calibrated {result.scheduler}, {result.num_steps} steps, {result.dims}, on {result.samples} clips "
           f"({result.model_calls} model calls)")  # fmt: skip
     for g in result.groups:

@@ -33,16 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from vidfix.pipelines.reference.train import TrainConfig
-
-    d = TrainConfig(output_dir="")
+    # Defaults are TrainConfig's (the shipped recipe), read after parsing: --help stays fast (no torch import).
+    recipe = "default: the shipped recipe's"
     parser.add_argument("output_dir", help="run folder (checkpoint, loss log, weights in <output_dir>/model)")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    parser.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"clips per step (default {d.batch_size})"
-    )
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed (default {d.seed})")
+    parser.add_argument("--steps", type=int, help=f"optimiser steps ({recipe})")
+    parser.add_argument("--batch-size", type=int, help=f"clips per step ({recipe})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate ({recipe})")
+    parser.add_argument("--seed", type=int, help=f"run seed ({recipe})")
     parser.add_argument(
         "--threads",
         type=int,
@@ -50,12 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         help="torch threads (default 1: the shipped weights were trained with 1; other counts change the last "
         "bits of every step, so the weights differ slightly)",
     )
-    parser.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=d.checkpoint_every,
-        help=f"steps per checkpoint (default {d.checkpoint_every})",
-    )
+    parser.add_argument("--checkpoint-every", type=int, help=f"steps per checkpoint ({recipe})")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--install",
@@ -65,12 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     from vidfix.pipelines import REFERENCE_WEIGHTS_DIR
-    from vidfix.pipelines.reference.train import train_reference
+    from vidfix.pipelines.reference.train import TrainConfig, train_reference
 
+    given = {"steps": ns.steps, "batch_size": ns.batch_size, "lr": ns.lr, "seed": ns.seed,
+             "checkpoint_every": ns.checkpoint_every}  # fmt: skip
     cfg = TrainConfig(
-        output_dir=ns.output_dir, steps=ns.steps, batch_size=ns.batch_size, lr=ns.lr, seed=ns.seed,
-        threads=ns.threads, checkpoint_every=ns.checkpoint_every,
-    )  # fmt: skip
+        output_dir=ns.output_dir, threads=ns.threads, **{k: v for k, v in given.items() if v is not None}
+    )
     start = time.perf_counter()
     try:
         result = train_reference(cfg, progress=not ns.no_progress)

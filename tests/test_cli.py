@@ -1,11 +1,15 @@
-"""The ``vidfix`` command: dispatch, help, and a tiny corrector benchmark that writes its own section."""
+"""The ``vidfix`` command: dispatch, help, the one error boundary, and a tiny corrector benchmark that writes its
+own section."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
+import pytest
 from vidfix.scripts import bench, bench_corrector, cli
+from vidfix.scripts._common import Parser, UsageError
 
 
 def test_help_lists_commands(capsys):
@@ -19,6 +23,53 @@ def test_help_lists_commands(capsys):
 def test_unknown_command_is_a_clear_error(capsys):
     assert cli.main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def _raises(err: BaseException):
+    def fn(argv: list[str]) -> int:
+        raise err
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UsageError("bad --thing"), 2),
+        (ValueError("bad value"), 2),
+        (FileNotFoundError("no such file"), 2),
+        (PermissionError("not writable"), 2),
+        (FloatingPointError("chunk 3 went NaN"), 1),  # the sampler's NonFiniteChunkError
+        (OSError(28, "No space left on device"), 1),
+        (KeyboardInterrupt(), 130),
+    ],
+)
+def test_error_boundary_exit_codes_and_one_line(capsys, error, code):
+    assert cli.run_command("vidfix x", _raises(error), []) == code
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vidfix x: ")
+
+
+def test_error_boundary_keeps_tracebacks_of_bugs_and_prints_warnings_as_one_line(capsys, monkeypatch):
+    with pytest.raises(KeyError):  # not a user error: the traceback is the useful report
+        cli.run_command("vidfix x", _raises(KeyError("oops")), [])
+
+    def warn(argv: list[str]) -> int:
+        warnings.warn("no CUDA device here; running on the CPU", stacklevel=1)
+        return 0
+
+    assert cli.run_command("vidfix x", warn, []) == 0
+    assert capsys.readouterr().err == "vidfix x: warning: no CUDA device here; running on the CPU\n"
+    monkeypatch.setenv("VIDFIX_DEBUG", "1")
+    with pytest.raises(ValueError):
+        cli.run_command("vidfix x", _raises(ValueError("shown with its traceback")), [])
+
+
+def test_parser_errors_are_usage_errors():
+    p = Parser(prog="vidfix x")
+    p.add_argument("--n", type=int)
+    with pytest.raises(UsageError, match=r"argument --n: invalid int value: 'a' \(see `vidfix x --help`\)"):
+        p.parse_args(["--n", "a"])
 
 
 def test_console_script_runs():

@@ -73,11 +73,46 @@ def test_calibrate_then_generate(model_dir: Path, tmp_path: Path, capsys: pytest
     assert "need --corrector dcw or dcw2d, not 'eps'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("video", "message"),
+    [
+        (torch.zeros(1, 3, 4, 8, 8), "need (B, C, T >= 6, H, W)"),
+        (torch.full((1, 3, 8, 8, 8), float("nan")), "holds 1536 NaN or inf values"),
+        (torch.zeros(1, 3, 8, 8, 8, dtype=torch.uint8), "is torch.uint8; expected floating point"),
+        (torch.zeros(1, 3, 8, 8, 8), "is constant (0)"),
+        ("garbage", "damaged or unreadable safetensors file"),
+        ({"frames": torch.rand(1, 3, 8, 8, 8)}, "expected a tensor named 'video'"),
+    ],
+)
 def test_bad_data_is_a_clear_error(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], video: object, message: str
+) -> None:
+    """Regression: `vidfix calibrate` with NaN or garbage clips ended in a traceback."""
+    data = tmp_path / "clips.safetensors"
+    if video == "garbage":
+        data.write_bytes(b"\x00\x01 not a safetensors file" * 10)
+    else:
+        save_file(video if isinstance(video, dict) else {"video": video}, str(data))  # type: ignore[arg-type]
+    tiny = ["--model", str(model_dir), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress"]
+    assert cal.main([*tiny, "--data", str(data), "--steps", "2", "--out", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vidfix calibrate: error: ") and message in err[0], err
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_a_calibration_of_another_model_is_refused(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = tmp_path / "short.safetensors"
-    save_file({"video": torch.zeros(1, 3, 4, 8, 8)}, str(data))
-    tiny = ["--model", str(model_dir), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress"]
-    assert cal.main([*tiny, "--data", str(data), "--out", str(tmp_path / "c.json")]) == 2
-    assert "need (B, C, T >= 6, H, W)" in capsys.readouterr().err
+    data = tmp_path / "clips.safetensors"
+    save_file({"video": torch.rand(2, 3, 12, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1}, str(data))
+    tiny = ["--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress"]
+    out = tmp_path / "cal.json"
+    assert cal.main([*tiny, "--model", str(model_dir), "--data", str(data), "--steps", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["model"]["weights_sha256"]
+    other = tmp_path / "other"
+    TinyChunkDenoiser(seed=1).save_pretrained(other)
+    argv = [*tiny, "--frames", "8", "--steps", "2", "--calibration", str(out), "--out", str(tmp_path / "run")]
+    assert gen.main([*argv, "--model", str(other)]) == 2
+    assert "was measured for weights" in capsys.readouterr().err
+    assert gen.main([*argv, "--model", str(model_dir), "--steps", "3"]) == 2
+    assert "measured for 2 steps (this run: 3)" in capsys.readouterr().err

@@ -43,6 +43,7 @@ def test_demo_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         )
         == 0
     )
+    capsys.readouterr()
     out = tmp_path / "demo"
     argv = [
         *tiny,
@@ -59,7 +60,13 @@ def test_demo_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ]
     assert demo.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "late drift" in printed and "uncorrected" in printed and str(out / "side_by_side.mp4") in printed
+    assert "late drift" in printed and "uncorrected -> vidfix" in printed and str(out / "side_by_side.mp4") in printed
+    # Regression: a 170-column table; a person wants a few lines (what, where, headline numbers, what to open).
+    lines = printed.strip().splitlines()
+    assert len(lines) <= 8 and str(out / "drift.png") in printed
+    short = [line.replace(str(out), "OUT").replace(str(tmp_path), "TMP") for line in lines]
+    assert all(len(line) <= 110 for line in short), short
+    assert "mean " in printed and "std " in printed and "detail energy " in printed
     for name in OUTPUTS:
         assert (out / name).is_file(), name
     assert frames_in(out / "vidfix.mp4") == 16 and frames_in(out / "side_by_side.mp4") == 16
@@ -72,6 +79,20 @@ def test_demo_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         demo.main([*tiny, "--frames", "16", "--out", str(tmp_path / "d2")]) == 2
     )  # no coefficients for this model
     assert "--calibration" in capsys.readouterr().err
+    assert demo.main([*tiny, "--frames", "0", "--out", str(tmp_path / "d3")]) == 2
+    assert "argument --frames: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_demo_output_is_ignored_by_git() -> None:
+    """Regression: `vidfix demo` wrote outputs/, which .gitignore did not cover."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    default = demo.build_parser().get_default("out")
+    done = subprocess.run(["git", "check-ignore", "-q", f"{default}/side_by_side.mp4"], cwd=root)
+    assert done.returncode == 0, f"{default}/ is not ignored by git"
 
 
 @pytest.mark.slow

@@ -7,12 +7,19 @@ coefficient schedules, the scheduler tap and calibration. Latents are ``(B, C, F
     >>> pipe.scheduler = tap(pipe.scheduler, DCW(low=0.01))     # doctest: +SKIP
 """
 
-from vidfix.bands import GROUPS, Bands, band_filter, band_group, band_names, dwt, group_components, idwt
-from vidfix.correctors import DCW, EpsScaling, Identity
-from vidfix.protocols import ChunkAware, Corrector, Denoiser, StepInfo
-from vidfix.schedules import Schedule
-from vidfix.tap import SUPPORTED_SCHEDULERS, TapEvent, is_tapped, tap, untap
-from vidfix.tracker import ChunkStats, DriftTracker
+from typing import TYPE_CHECKING
+
+from vidfix._lazy import attach
+
+if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): `import vidfix` does not load torch
+    from vidfix.bands import GROUPS, Bands, band_filter, band_group, band_names, dwt, group_components, idwt
+    from vidfix.correctors import DCW, EpsScaling, Identity
+    from vidfix.protocols import ChunkAware, Corrector, Denoiser, StepInfo
+    from vidfix.schedules import Schedule
+    from vidfix.tap import SUPPORTED_SCHEDULERS, TapEvent, is_tapped, tap, untap
+    from vidfix.tracker import ChunkStats, DriftTracker
+
+attach(__name__, __file__)
 
 __version__ = "0.1.0"
 
