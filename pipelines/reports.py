@@ -29,11 +29,16 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """Lay out, write and close a figure (figures are not kept open between plots)."""
+    """Lay out, write (atomically) and close a figure (figures are not kept open between plots)."""
+    from vidfix.pipelines.runs import atomic_path
+
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=110)
-    _pyplot().close(fig)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        _pyplot().close(fig)
     return out
 
 

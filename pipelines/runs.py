@@ -87,6 +87,7 @@ __all__ = [
     "RunLockedError",
     "RunRepairWarning",
     "UnreadableFileError",
+    "atomic_path",
     "check_manifest",
     "ensure_writable",
     "file_sha256",
@@ -156,10 +157,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 @contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A unique temporary path beside ``path``, renamed onto it when the block succeeds, else removed."""
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A unique temporary path beside ``path``, renamed onto it when the block succeeds, else removed.
+
+    The temporary name keeps ``path``'s extension (writers that pick a format from it still work).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")  # created with the umask
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")  # umask applies
     try:
         yield tmp
         os.replace(tmp, path)
@@ -170,14 +175,14 @@ def _atomic(path: Path) -> Iterator[Path]:
 def write_json_atomic(data: Any, path: str | os.PathLike[str]) -> str:
     """Write ``data`` as JSON atomically; returns the file's SHA-256."""
     raw = json.dumps(data, indent=1, allow_nan=False).encode()
-    with _atomic(Path(path)) as tmp:
+    with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(raw)
     return hashlib.sha256(raw).hexdigest()
 
 
 def _save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> str:
     """Write a safetensors file atomically; returns its SHA-256."""
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
         digest = file_sha256(tmp)
     return digest
@@ -576,12 +581,23 @@ class RunFolder:
         files = {
             "video.safetensors": _save_tensors({"video": video}, self.video_path, {"seed": str(self.seed)})
         }
-        if fps is not None and video.shape[0] in (1, 3):
-            from vidfix.pipelines.video import write_mp4
-
-            write_mp4(self.mp4_path, video, fps=fps)
-            files["video.mp4"] = file_sha256(self.mp4_path)
+        files |= self._mp4(video, fps)
         self.finish_files(files, tracker)
+
+    def _mp4(self, video: Tensor, fps: float | None) -> dict[str, str]:
+        if fps is None or video.shape[0] not in (1, 3):
+            return {}
+        from vidfix.pipelines.video import write_mp4
+
+        write_mp4(self.mp4_path, video, fps=fps)
+        return {"video.mp4": file_sha256(self.mp4_path)}
+
+    def add_mp4(self, fps: float) -> None:
+        """Give a finished run that has none its .mp4 (a resume that now asks for one)."""
+        files = dict(self._record.get("files", {}))
+        if self._record.get("complete") and "video.mp4" not in files:
+            if added := self._mp4(load_video(self.path), fps):
+                self._commit(files=files | added)
 
     def finish_files(
         self, files: Mapping[str, str], tracker: DriftTracker, *, info: dict[str, Any] | None = None
@@ -813,6 +829,8 @@ def generate_videos(
             todo = [b for b, r in enumerate(reports) if r is None or not r.complete]
             for b, f in enumerate(folders):
                 if b not in todo:
+                    if fps is not None:
+                        f.add_mp4(fps)
                     records.append(
                         f.record(seconds=0.0, resumed=len(starts), kept=True) | {"frames": config.num_frames}
                     )

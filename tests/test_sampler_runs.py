@@ -132,6 +132,9 @@ def test_resume_of_a_complete_run_keeps_it(model: TinyChunkDenoiser, tmp_path: P
     spy = Spy(model)
     generate_videos(spy, unipc(), CFG, [1], out_dir=tmp_path, resume=True)
     assert spy.calls == 0 and snapshot(tmp_path) == before
+    (rec,) = generate_videos(spy, unipc(), CFG, [1], out_dir=tmp_path, resume=True, fps=8.0)  # now with an .mp4
+    assert spy.calls == 0 and rec["kept"] and rec["files"]["video.mp4"] == file_sha256(Path(rec["mp4"]))
+    assert verify_run(tmp_path)[0].complete
 
 
 def test_mismatched_resume_is_refused_and_nothing_changes(model: TinyChunkDenoiser, tmp_path: Path) -> None:
@@ -280,10 +283,10 @@ def test_temporary_files_are_unique_and_a_resume_removes_stale_ones(
     from vidfix.pipelines import runs
 
     for _ in range(3):
-        with runs._atomic(chunks / "x.json") as tmp:
+        with runs.atomic_path(chunks / "x.json") as tmp:
             names.add(tmp.name)
             tmp.write_text("{}")
-    assert len(names) == 3 and all(n.startswith(".x.json.") and n.endswith(".tmp") for n in names)
+    assert len(names) == 3 and all(n.startswith(".x.json.") and n.endswith(".tmp.json") for n in names)
     generate_videos(model, unipc(), CFG, [8], out_dir=tmp_path, resume=True)
     assert not stale.exists()
 
