@@ -309,7 +309,7 @@ def frechet_over_time(
     :func:`vidfix.metrics.measure` takes (measured here with ``measure_options``).
     """
     vm = video if isinstance(video, VideoMetrics) else measure(video, **measure_options)
-    refs = reference if isinstance(reference, (list, tuple)) else [reference]
+    refs: list[Any] = list(reference) if isinstance(reference, (list, tuple)) else [reference]
     feats = [
         r.features if isinstance(r, VideoMetrics) else measure(r, **measure_options).features for r in refs
     ]

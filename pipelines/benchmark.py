@@ -77,7 +77,7 @@ ConditionName: TypeAlias = Literal[
 CONDITIONS: tuple[ConditionName, ...] = get_args(ConditionName)
 VIDFIX_CONDITIONS: tuple[ConditionName, ...] = ("dcw2d_cal", "dcw3d_cal", "dcw_cal_anchor")
 BASELINES: tuple[ConditionName, ...] = ("none", "eps", "dcw2d_paper", "anchor", "color", "renoise")
-LABELS: dict[ConditionName, str] = {
+LABELS: dict[str, str] = {
     "none": "none",
     "eps": "epsilon scaling",
     "dcw2d_paper": "DCW 2D, paper sign + schedule",
@@ -463,7 +463,7 @@ def _sizes(denoiser: Any, config: QualityConfig) -> dict[str, int]:
 
 def _needs(config: QualityConfig) -> set[str]:
     """Conditions that must be tuned: the requested ones plus what the combination reuses."""
-    need = set(config.conditions)
+    need: set[str] = set(config.conditions)
     if "dcw_cal_anchor" in need:
         need |= {"dcw2d_cal", "dcw3d_cal", "anchor"}
     return need
@@ -649,10 +649,10 @@ def _run_setting(
         pick("dcw_cal_anchor", [combo], always=True)
     for cond in ("none", "renoise", "teacher"):
         chosen[cond] = (fixed_candidate(cond, config), None)  # type: ignore[arg-type]
-    vidfix = [c for c in VIDFIX_CONDITIONS if c in config.conditions]
+    vidfix: list[str] = [c for c in VIDFIX_CONDITIONS if c in config.conditions]
     best_vidfix = min(vidfix, key=lambda c: _objective(chosen[c])) if vidfix else None
 
-    evaluation = {
+    evaluation: dict[str, SetSummary] = {
         cond: run.summary(chosen[cond][0], config.eval_seeds, bootstrap=config.bootstrap)
         for cond in config.conditions
     }
@@ -980,7 +980,7 @@ def quality_markdown(
     for s in result.settings:
         for c, recs in s.tuning.items():
             pick = s.chosen.get(c, {}).get("label")
-            cells = [
+            entries = [
                 (
                     f"**{x['label']}: {_g(x['objective'])}**"
                     if x["label"] == pick
@@ -988,7 +988,7 @@ def quality_markdown(
                 )
                 for x in recs
             ]
-            L.append(f"| {s.scheduler} | {s.steps} | {LABELS.get(c, c)} | {'; '.join(cells)} |")  # type: ignore[call-overload]
+            L.append(f"| {s.scheduler} | {s.steps} | {LABELS.get(c, c)} | {'; '.join(entries)} |")
     if plots:
         L += ["", "### Drift over time per condition (evaluation seeds)", ""]
         L += [f"![{k}]({p})" for k, p in plots.items()]

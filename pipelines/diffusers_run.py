@@ -174,7 +174,8 @@ def make_corrector(
             f"--corrector {kind} needs nonzero --low, --spatial or --temporal (or --calibration): coefficients "
             "are model-specific, see docs/diffusers.md for starting values and how to measure them"
         )
-    return DCW(**coefficients, dims=dims, **_schedules(schedule))  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {**coefficients, "dims": dims, **_schedules(schedule)}
+    return DCW(**kwargs)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vidfix.calibration import CalibrationResult
-from vidfix.tracker import DriftTracker
+from vidfix.tracker import DriftTracker, Stat
 
 __all__ = ["drift_summary", "format_drift_summary", "plot_calibration", "plot_drift"]
 
@@ -71,7 +71,7 @@ def plot_drift(
     trackers: Mapping[str, DriftTracker | Sequence[DriftTracker]],
     path: str | os.PathLike[str],
     *,
-    stats: Sequence[str] = ("mean", "std", "energy_spatial"),
+    stats: Sequence[Stat] = ("mean", "std", "energy_spatial"),
     frames_per_chunk: int | None = None,
     title: str = "drift per chunk against chunk 0",
 ) -> Path:
@@ -82,7 +82,7 @@ def plot_drift(
     for ax, stat in zip(axes[0], stats):
         for name, trs in trackers.items():
             runs = [trs] if isinstance(trs, DriftTracker) else list(trs)
-            curves = [tr.curve(stat, relative=stat != "mean") for tr in runs]  # type: ignore[arg-type]
+            curves = [tr.curve(stat, relative=stat != "mean") for tr in runs]
             n = min(len(c) for c in curves)
             x = [k * (frames_per_chunk or 1) for k in range(n)]
             mean = [sum(c[k] for c in curves) / len(curves) for k in range(n)]
@@ -102,7 +102,7 @@ def plot_drift(
 def drift_summary(
     trackers: Mapping[str, DriftTracker],
     *,
-    stats: Sequence[str] = ("mean", "std", "energy_spatial"),
+    stats: Sequence[Stat] = ("mean", "std", "energy_spatial"),
     late_fraction: float = 0.25,
 ) -> dict[str, dict[str, float]]:
     """Late drift per condition and statistic: the mean of the drift curve (RMS over videos and channels
@@ -111,7 +111,7 @@ def drift_summary(
     for name, tr in trackers.items():
         row: dict[str, float] = {}
         for stat in stats:
-            curve = tr.curve(stat, relative=stat != "mean")  # type: ignore[arg-type]
+            curve = tr.curve(stat, relative=stat != "mean")
             n = max(1, round(len(curve) * late_fraction))
             row[stat] = sum(curve[-n:]) / n
         out[name] = row

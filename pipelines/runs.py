@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import socket
@@ -75,10 +76,8 @@ from vidfix.protocols import Corrector, Denoiser
 from vidfix.tap import original_class
 from vidfix.tracker import DriftTracker
 
-try:  # POSIX advisory locks; elsewhere runs are not locked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+# POSIX advisory locks (flock); elsewhere (Windows) runs are not locked.
+fcntl: Any = importlib.import_module("fcntl") if os.name == "posix" else None
 
 __all__ = [
     "FolderReport",
@@ -164,7 +163,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")  # umask applies
+    tmp = path.with_name(
+        f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+    )  # umask applies
     try:
         yield tmp
         os.replace(tmp, path)

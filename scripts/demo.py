@@ -12,10 +12,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vidfix.scripts._common import Parser, device_name, positive_float, positive_int, seeds
 from vidfix.scripts.cli import command
+
+if TYPE_CHECKING:
+    from vidfix.tracker import Stat
 
 __all__ = ["SUMMARY", "build_parser", "main"]
 
@@ -32,7 +35,11 @@ and OUT/vidfix. A rerun with the same options reuses what is finished (an interr
 stopped). outputs/ is ignored by git."""
 
 _TUNING_SEEDS = list(range(1000, 1004))  # procedural videos used to calibrate: never the demo's seeds
-_HEADLINE = {"mean": "mean", "std": "std", "energy_spatial": "detail energy"}  # drift statistic -> name shown
+_HEADLINE: dict[Stat, str] = {
+    "mean": "mean",
+    "std": "std",
+    "energy_spatial": "detail energy",
+}  # drift statistic -> name shown
 
 
 def build_parser() -> Parser:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -89,7 +89,7 @@ def rollout(
     from vidfix.pipelines.factory import make_scheduler
     from vidfix.pipelines.sampler import SamplerConfig, sample_video, video_teacher
 
-    mc = model.config
+    mc: Any = model.config  # a diffusers FrozenDict: keys are attributes too
     K = mc.max_context_frames
     if mode not in ("teacher", "free"):
         raise ValueError(f"unknown mode {mode!r}; allowed: 'teacher', 'free'")
@@ -143,9 +143,9 @@ def evaluate(
     plus fresh real videos of other seeds (the process's own spread), per ``window`` frames."""
     if num_frames % window:
         raise ValueError(f"num_frames {num_frames} must be a multiple of window {window}")
-    size = model.config.sample_size
+    size = int(model.config["sample_size"])
     data = data or SpriteVideoConfig(height=size, width=size)
-    K = model.config.max_context_frames
+    K = int(model.config["max_context_frames"])
     seeds = list(range(seed, seed + num_videos))
     real = reference_videos(seeds, K + num_frames, config=data)  # (B, C, K + N, H, W)
     fresh = reference_videos([s + 500_000 for s in seeds], num_frames, start=K, config=data)

@@ -108,7 +108,7 @@ def flow_matching_loss(
     cfg: TrainConfig,
 ) -> Tensor:
     """Flow-matching loss on clips ``(B, C, K + F, H, W)``: the first K frames are context, the last F the chunk."""
-    mc = model.config
+    mc: Any = model.config  # a diffusers FrozenDict: keys are attributes too
     K = mc.max_context_frames
     B = clips.shape[0]
     context, x0 = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
