@@ -197,7 +197,8 @@ def _check_options(ns: argparse.Namespace) -> None:
     given = [flag(n) for n in wrong if getattr(ns, n) is not None]
     if given:
         kind = "chunk models" if ns.pipeline else "--pipeline runs"
-        raise UsageError(f"{', '.join(given)} only apply to {kind}" + (
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{', '.join(given)} {verb} only to {kind}" + (
             "; a --pipeline run uses the pipeline's own scheduler and sizes" if ns.pipeline else "; add --pipeline KIND"
         ))  # fmt: skip
     if ns.size is not None and (ns.height is not None or ns.width is not None):

@@ -121,7 +121,7 @@ def one_error_line(err: str, command: str = "vidfix generate") -> str:
         (["--fps", "nan"], "argument --fps: expected a finite number > 0, got 'nan'"),
         (["--anchor", "2"], "argument --anchor: expected a number in [0, 1], got '2'"),
         (["--frames", "100000000"], "needs about"),
-        (["--prompt", "a cat"], "--prompt only apply to --pipeline runs"),
+        (["--prompt", "a cat"], "--prompt applies only to --pipeline runs"),
         (["--size", "8", "--height", "8"], "either --size or --height/--width"),
     ],
 )
@@ -272,4 +272,4 @@ def test_pipeline_options_are_one_front_end(capsys: pytest.CaptureFixture[str]) 
     assert gen.main(["--pipeline", "wan", "--prompt", "a"]) == 2
     assert "--pipeline wan needs --model" in one_error_line(capsys.readouterr().err)
     assert gen.main(["--pipeline", "wan", "--model", "x/y", "--prompt", "a", "--overlap", "1"]) == 2
-    assert "--overlap only apply to chunk models" in one_error_line(capsys.readouterr().err)
+    assert "--overlap applies only to chunk models" in one_error_line(capsys.readouterr().err)

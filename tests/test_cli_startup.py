@@ -33,6 +33,12 @@ def test_help_imports_neither_torch_nor_diffusers() -> None:
     assert json.loads(out) == {}, f"heavy modules imported by (first) these help commands: {out}"
 
 
+def test_the_metrics_package_does_not_import_diffusers() -> None:
+    code = "import sys, vidfix.metrics; print('diffusers' in sys.modules, 'vidfix.pipelines' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
 def test_import_vidfix_is_light_and_exports_still_work() -> None:
     code = (
         "import sys, vidfix, vidfix.pipelines; light = 'torch' not in sys.modules; "

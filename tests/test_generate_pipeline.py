@@ -173,7 +173,7 @@ def test_cli_usage_errors(saved, tmp_path, capsys):
         ([*base, "--model", str(tmp_path / "missing")], "no such folder; pass a pipeline folder"),
         ([*base, "--model", str(tmp_path)], "is not a diffusers pipeline folder (no model_index.json)"),
         ([*base, "--model", str(saved / "ltx")], "holds a LTXPipeline, not a WanPipeline; use --pipeline ltx"),
-        ([*base, *model, "--scheduler", "unipc"], "--scheduler only apply to chunk models"),
+        ([*base, *model, "--scheduler", "unipc"], "--scheduler applies only to chunk models"),
         ([*base, "--model", "nobody/no-such-model"], "cannot load --model 'nobody/no-such-model' as a WanPipeline"),
         ([*base, *model, "--fps", "0"], "argument --fps: expected a finite number > 0"),
     ]
