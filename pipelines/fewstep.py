@@ -115,7 +115,7 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[misc]
     def convert_model_output(self, model_output: Tensor, sample: Tensor, index: int) -> Tensor:
         """The data prediction ``x0 = x - s v`` of step ``index``."""
         s = float(self.sigmas[index])
-        return torch.add(sample, model_output, alpha=-s)
+        return sample - s * model_output
 
     def renoise(self, x0: Tensor, noise: Tensor | None, index: int) -> Tensor:
         """Step ``index``'s result: ``(1 - s_next) x0 + s_next noise``, or ``x0`` itself at the last level."""
@@ -124,7 +124,7 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[misc]
             return x0
         if noise is None:
             raise ValueError(f"step {index} re-noises to s={s_next:.4g}: it needs noise")
-        return torch.add(x0 * (1.0 - s_next), noise, alpha=s_next)
+        return (1.0 - s_next) * x0 + s_next * noise
 
     def _index(self, timestep: Tensor | float) -> int:
         hits = (self.timesteps - float(timestep)).abs() < 1e-3
