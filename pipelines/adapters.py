@@ -46,6 +46,7 @@ __all__ = [
     "corrector_from_calibration",
     "encode_text",
     "encode_video",
+    "pipeline_default",
     "pipeline_family",
     "pipeline_scheduler",
     "save_pipeline_calibration",
@@ -73,12 +74,16 @@ def _transformer(pipe: Any) -> Any:
 
 def _ratios(pipe: Any) -> tuple[int, int]:
     """VAE compression (temporal, spatial) of a pipeline, under the attribute names each family uses."""
-    t = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(pipe, "vae_temporal_compression_ratio", None)
-    s = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_spatial_compression_ratio", None)
+    t = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(
+        pipe, "vae_temporal_compression_ratio", None
+    )
+    s = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(
+        pipe, "vae_spatial_compression_ratio", None
+    )
     return int(t or 1), int(s or 1)
 
 
-def _call_default(pipe: Any, name: str, fallback: Any) -> Any:
+def pipeline_default(pipe: Any, name: str, fallback: Any = None) -> Any:
     """The default of ``pipe(...)``'s argument ``name`` (e.g. the family's guidance scale)."""
     param = inspect.signature(type(pipe).__call__).parameters.get(name)
     return fallback if param is None or param.default is inspect.Parameter.empty else param.default
@@ -204,8 +209,10 @@ class PipelineDenoiser:
         """
         family = pipeline_family(pipe)
         g = float(
-            guidance_scale if guidance_scale is not None else _call_default(pipe, "guidance_scale", 1.0)
+            guidance_scale if guidance_scale is not None else pipeline_default(pipe, "guidance_scale", 1.0)
         )
+        if max_sequence_length is None:  # what pipe(...) uses, not encode_prompt's own default
+            max_sequence_length = pipeline_default(pipe, "max_sequence_length")
         if text is None:
             if prompt is None:
                 raise ValueError("give a prompt or a ready TextConditioning (text=...)")
