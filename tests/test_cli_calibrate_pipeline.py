@@ -68,7 +68,7 @@ def test_calibrate_a_saved_pipeline_then_use_the_file(
         (["--model", "x"], "--model belong to the reference-model mode"),
         (["--frames", "13"], "has 10 frames; --frames asks for 13"),
         (["--frames", "8"], r"the wan VAE compresses time by 4: --frames must be k\*4\+1, got 8"),
-        (["--context", "1"], "--context (clean prefix frames) is for SkyReels"),
+        (["--context", "1"], r"--context \(clean prefix frames\) is for SkyReels"),
     ],
 )
 def test_user_errors_are_one_line(
