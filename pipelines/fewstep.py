@@ -38,7 +38,17 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor
 
-__all__ = ["FewStepOutput", "FewStepScheduler"]
+__all__ = ["FewStepOutput", "FewStepScheduler", "warp_levels"]
+
+
+def warp_levels(levels: Sequence[float], *, shift: float, num_train_timesteps: int = 1000) -> list[float]:
+    """Noise levels ``s = shift u / (1 + (shift - 1) u)`` of training-grid levels, ``u = level / num_train_timesteps``.
+
+    Self-Forcing's ``warp_denoising_step``: ``warp_levels([1000, 750, 500, 250], shift=5)`` is
+    ``[1.0, 0.9375, 0.8333, 0.625]``.
+    """
+    u = torch.tensor([float(v) for v in levels], dtype=torch.float64) / num_train_timesteps
+    return (shift * u / (1 + (shift - 1) * u)).tolist()
 
 
 @dataclass
@@ -93,14 +103,15 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[misc]
                     f"this FewStepScheduler has {len(fixed)} fixed levels {list(fixed)}; asked for "
                     f"{num_inference_steps} steps"
                 )
-            u = torch.tensor([float(v) for v in fixed], dtype=torch.float64) / T
+            levels = [float(v) for v in fixed]
         else:
             if num_inference_steps is None or num_inference_steps < 1:
                 raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
             n = num_inference_steps
-            u = torch.arange(n, 0, -1, dtype=torch.float64) / n  # 1, (n-1)/n, ..., 1/n
-        shift = float(cfg.shift)
-        s = shift * u / (1 + (shift - 1) * u)
+            levels = [T * (n - i) / n for i in range(n)]  # T, T (n-1)/n, ..., T/n
+        s = torch.tensor(
+            warp_levels(levels, shift=float(cfg.shift), num_train_timesteps=T), dtype=torch.float64
+        )
         self.sigmas = torch.cat([s, s.new_zeros(1)]).to(device=device, dtype=torch.float32)
         self.timesteps = (s * T).to(device=device, dtype=torch.float32)
         self.num_inference_steps = len(s)
