@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,25 @@ def test_diffusers_style_step_matches_the_sampler_pieces() -> None:
     torch.testing.assert_close(out.prev_sample, (1 - s_next) * (x - s * v) + s_next * noise)
     last = sched.step(v, sched.timesteps[3], x, return_dict=False)
     assert torch.equal(last[0], last[1])
+
+
+def test_generate_cli_runs_the_few_step_mode(tmp_path: Path) -> None:
+    from vidfix.scripts import generate as gen
+
+    folder = tmp_path / "model"
+    TinyChunkDenoiser().save_pretrained(folder)
+    argv = ["--model", str(folder), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress",
+            "--frames", "8", "--steps", "4", "--scheduler", "fewstep", "--shift", "5", "--seeds", "0",
+            "--corrector", "dcw", "--low", "0.02", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert gen.main(argv) == 0
+    spec = json.loads((tmp_path / "run" / "manifest.json").read_text())["spec"]
+    assert spec["scheduler"]["class"] == "FewStepScheduler" and spec["scheduler"]["config"]["shift"] == 5.0
+    cfg = config(num_frames=8)
+    want = sample_video(
+        TinyChunkDenoiser().eval(),
+        FewStepScheduler(shift=5.0),
+        cfg,
+        generators=gens(0),
+        corrector=DCW(low=0.02),
+    )
+    assert torch.equal(load_video(seed_folder(tmp_path / "run", 0)), want[0])
