@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny_models import ChunkRecorder
 
 from vidfix import DCW, ARLoop, DriftTracker, EpsScaling, Identity
 from vidfix.loop import flow_step_info
@@ -236,31 +237,13 @@ def test_bad_levels_are_refused() -> None:
 # -- chunk hooks ------------------------------------------------------------------------------------------
 
 
-class _Recorder(Identity):
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int, torch.Tensor | None]] = []
-
-    def start_chunk(self, index: int, *, context: torch.Tensor | None) -> None:
-        self.calls.append(("start", index, context))
-
-    def end_chunk(self, chunk: torch.Tensor, *, index: int) -> None:
-        self.calls.append(("end", index, chunk))
-
-
 def test_chunk_aware_corrector_and_tracker_see_bcfhw_chunks(ex: ModuleType, model: torch.nn.Module) -> None:
-    rec, seen = _Recorder(), []
+    rec, seen = ChunkRecorder(), []
     loop = ARLoop(
         rec, tracker=DriftTracker(), on_chunk=lambda c, index, **kw: seen.append((index, kw)), layout="BFCHW"
     )
     video = ex.generate(model, loop, num_chunks=3, generator=_gen(0))  # (1, 9, C, H, W)
-    assert [(kind, i) for kind, i, _ in rec.calls] == [
-        ("start", 0),
-        ("end", 0),
-        ("start", 1),
-        ("end", 1),
-        ("start", 2),
-        ("end", 2),
-    ]
+    assert [(kind, i) for kind, i, _ in rec.calls] == [(k, i) for i in range(3) for k in ("start", "end")]
     assert rec.calls[0][2] is None
     torch.testing.assert_close(rec.calls[2][2], video[:, 0:3].transpose(1, 2))  # chunk 1's context: chunk 0
     torch.testing.assert_close(rec.calls[5][2], video[:, 6:9].transpose(1, 2))
