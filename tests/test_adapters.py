@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from vidfix.pipelines.adapters import (
 
 from vidfix import DCW, Identity
 from vidfix.calibration import calibrate
+from vidfix.protocols import StepInfo
 from vidfix.tap import TapEvent
 
 FAMILIES = ["wan", "ltx", "cogvideox", "hunyuan", "skyreels_df"]
@@ -53,12 +55,18 @@ def denoiser(name: str, **options: object) -> PipelineDenoiser:
     )  # fmt: skip
 
 
-def recorded_run(name: str, steps: int = 3) -> tuple[list[TapEvent], torch.Tensor]:
+class Step(NamedTuple):
+    step: StepInfo
+    x: torch.Tensor
+    x0: torch.Tensor
+
+
+def recorded_run(name: str, steps: int = 3) -> tuple[list[Step], torch.Tensor]:
     """Every step's (x, x0) of a plain pipeline run, ``(B, C, F, H, W)``, and its timesteps."""
     pipe, events = build(name), []
 
     def record(e: TapEvent) -> None:  # SkyReels steps views of its latents and overwrites them: copy
-        events.append(TapEvent(e.step, e.x.clone(), e.x0.clone(), e.x0_corrected.clone(), None))
+        events.append(Step(e.step, e.x.clone(), e.x0.clone()))
 
     with stabilized(pipe, Identity(), observer=record):
         pipe(**(call_kwargs(name) | {"num_inference_steps": steps}))
@@ -66,13 +74,7 @@ def recorded_run(name: str, steps: int = 3) -> tuple[list[TapEvent], torch.Tenso
     if name == "skyreels_df":  # one event per latent frame and step (4D slices): stack each step's frames
         F = len(events) // steps
         events = [
-            TapEvent(
-                chunk[0].step,
-                torch.stack([e.x for e in chunk], 2),
-                torch.stack([e.x0 for e in chunk], 2),
-                torch.stack([e.x0 for e in chunk], 2),
-                None,
-            )
+            Step(chunk[0].step, torch.stack([e.x for e in chunk], 2), torch.stack([e.x0 for e in chunk], 2))
             for chunk in (events[i * F : (i + 1) * F] for i in range(steps))
         ]
     return events, timesteps

@@ -279,3 +279,23 @@ def test_flow_step_info_is_the_flow_parameterisation() -> None:
         (0.2, 0.8, 0.4, 0.6, 0.8)
     )
     assert step.param == "flow" and step.c1 == pytest.approx(0.75) and step.c0 == pytest.approx(0.25)
+
+
+def test_a_folded_corrector_form_is_passed_through_for_the_tap() -> None:
+    """A tap may prefer a corrector's ``correct_output`` (the correction folded into the solver's tensor)."""
+
+    class Folded(Identity):
+        def correct_output(
+            self, v: torch.Tensor, x: torch.Tensor, step: object, *, a: float, b: float
+        ) -> torch.Tensor:
+            return v * a + b
+
+    assert ARLoop(Identity()).correct_output is None and ARLoop().correct_output is None
+    loop = ARLoop(Folded())
+    fold = loop.correct_output
+    assert fold is not None
+    v = torch.ones(1, 1, 2, 2, 2)
+    with pytest.raises(RuntimeError, match="start_chunk"):
+        fold(v, v, flow_step_info(0.5, 0.25), a=2.0, b=1.0)
+    loop.start_chunk(0)
+    assert torch.equal(fold(v, v, flow_step_info(0.5, 0.25), a=2.0, b=1.0), v * 3) and loop.steps == 1

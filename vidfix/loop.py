@@ -198,6 +198,22 @@ class ARLoop:
         self.steps += 1
         return x0 if self.corrector is None else self.corrector(x0, x, step)
 
+    @property
+    def correct_output(self) -> Callable[..., Tensor] | None:
+        """The corrector's folded form, ``v' = correct_output(v, x, step, a=, b=)`` for a solver that consumes
+        ``v`` with ``x0 = a x + b v``, where the corrector has one (a scheduler tap prefers it); else None."""
+        fold = getattr(self.corrector, "correct_output", None)
+        if fold is None:
+            return None
+
+        def correct_output(v: Tensor, x: Tensor, step: StepInfo, **coefficients: Any) -> Tensor:
+            if not self._open:
+                raise RuntimeError("call loop.start_chunk(k, context=...) before the chunk's first step")
+            self.steps += 1
+            return fold(v, x, step, **coefficients)
+
+        return correct_output
+
     def end_chunk(self, chunk: Tensor, *, index: int | None = None, **info: Any) -> None:
         """Chunk ``index`` (default: the current one) finished as ``chunk`` (what goes into the video).
 
