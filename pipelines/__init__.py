@@ -25,6 +25,7 @@ from vidfix.pipelines.reference import (
     reference_video,
     reference_videos,
 )
+from vidfix.pipelines.rolling_wan import RollingKVUnavailable, RollingWan, stabilize_rolling
 from vidfix.pipelines.runs import (
     RunFolder,
     RunFolderError,
@@ -72,6 +73,8 @@ __all__ = [
     "NonFiniteChunkError",
     "PipelineSpec",
     "ReferenceVideoModel",
+    "RollingKVUnavailable",
+    "RollingWan",
     "RunFolder",
     "RunFolderError",
     "SamplerConfig",
@@ -102,6 +105,7 @@ __all__ = [
     "sample_video",
     "seed_folder",
     "stabilize",
+    "stabilize_rolling",
     "stabilized",
     "video_teacher",
 ]

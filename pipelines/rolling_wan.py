@@ -4,8 +4,8 @@ Self-Forcing, CausVid and their successors run a Wan 2.1 transformer chunk by ch
 the clean chunks generated so far, each chunk in a few x0 / re-noise steps. diffusers is adding that cache:
 issue #12600, and PR #13681 ("Add a (rolling) KV cache for Wan models to enable autoregressive rollouts", open
 since May 2026, byte-equivalent to upstream Self-Forcing). **The installed diffusers (0.42.1) does not have it**:
-:func:`rolling_kv_support` says so in one line, and ``stabilize(pipe, ..., rolling_kv=True)`` raises with that
-line. This module is written against the PR's public interface, so it runs once the PR is in the installed
+:func:`rolling_kv_support` says so in one line, and :func:`stabilize_rolling` (the rolling-KV counterpart of
+``stabilize``) raises with that line. This module is written against the PR's public interface, so it runs once the PR is in the installed
 diffusers:
 
 * ``diffusers.models.transformers.transformer_wan.WanRollingKVCache(num_blocks=..., window_size=-1)``, with
@@ -20,14 +20,16 @@ holds one entry for the chunk), take ``x0 = x - s v``, correct it with the :clas
 the next level; then write the clean chunk into the cache at ``t = 0`` (overwrite mode). Latents are
 ``(B, C, F, H, W)``.
 
-    >>> handle = RollingWan(pipe, ARLoop(DCW(low=0.01), tracker=DriftTracker()))      # doctest: +SKIP
-    >>> video = handle(prompt="a red fox running through snow", num_chunks=8)        # (T, H, W, 3) in [0, 1]
+    >>> handle = stabilize_rolling(pipe, DCW(low=0.01), track_drift=True)            # doctest: +SKIP
+    >>> video = handle("a red fox running through snow", num_chunks=8)              # (T, H, W, 3) in [0, 1]
+    >>> handle.loop.tracker.curve("std")                                            # drift per chunk
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +39,16 @@ from torch import Tensor
 from vidfix.pipelines.fewstep import warp_levels
 
 from vidfix.loop import ARLoop
+from vidfix.protocols import Corrector
 from vidfix.tracker import DriftTracker
 
-__all__ = ["RollingKVUnavailable", "RollingWan", "rolling_kv_support", "self_forcing_levels"]
+__all__ = [
+    "RollingKVUnavailable",
+    "RollingWan",
+    "rolling_kv_support",
+    "self_forcing_levels",
+    "stabilize_rolling",
+]
 
 _MODULE = "diffusers.models.transformers.transformer_wan"
 
@@ -79,6 +88,31 @@ def _cache_class() -> Any:
     return importlib.import_module(_MODULE).WanRollingKVCache
 
 
+def stabilize_rolling(
+    pipe: Any,
+    corrector: Corrector | None = None,
+    *,
+    calibration: str | os.PathLike[str] | None = None,
+    track_drift: bool = False,
+    **options: Any,
+) -> RollingWan:
+    """The rolling-KV counterpart of :func:`vidfix.pipelines.stabilize`: a :class:`RollingWan` to call.
+
+    ``pipe(...)`` of a ``WanPipeline`` has no autoregressive mode to hook, so this returns the loop itself,
+    with ``corrector`` (or the DCW of a ``calibration`` file) and, with ``track_drift``, a drift tracker in
+    ``handle.loop.tracker``. Raises :class:`RollingKVUnavailable` with one line, before anything else, where
+    the installed diffusers has no rolling-KV Wan (diffusers 0.42.1 has none).
+    """
+    _cache_class()
+    if calibration is not None:
+        if corrector is not None:
+            raise ValueError("give a corrector or calibration=FILE, not both")
+        from vidfix.pipelines.adapters import corrector_from_calibration
+
+        corrector = corrector_from_calibration(calibration, pipe)
+    return RollingWan(pipe, ARLoop(corrector, tracker=DriftTracker() if track_drift else None), **options)
+
+
 def self_forcing_levels(
     levels: Sequence[float] = (1000, 750, 500, 250), *, shift: float = 5.0
 ) -> list[float]:
@@ -106,14 +140,6 @@ class RollingWan:
     window_size: int = -1
     guidance_scale: float = 1.0
     context_timestep: float = 0.0
-
-    @classmethod
-    def with_corrector(
-        cls, pipe: Any, corrector: Any, *, track_drift: bool = False, **options: Any
-    ) -> RollingWan:
-        """``stabilize(pipe, corrector, rolling_kv=True)``: the loop with ``corrector`` (and a drift tracker)."""
-        _cache_class()  # one line, before anything else, when this diffusers cannot run it
-        return cls(pipe, ARLoop(corrector, tracker=DriftTracker() if track_drift else None), **options)
 
     def __post_init__(self) -> None:
         _cache_class()  # one line, before any work, when this diffusers cannot run it

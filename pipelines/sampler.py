@@ -8,8 +8,11 @@ The method (one chunk ``k`` of ``F`` frames starting at video frame ``start_k = 
    the real frames under teacher forcing), optionally re-noised SkyReels-style:
    ``c' = c (1 - 0.001 a) + 0.001 a eps`` (``a = 20`` recommended). Only the model input is re-noised.
 2. **Denoise**: pure noise through ``num_steps`` solver steps of a fresh copy of the scheduler
-   (``set_timesteps`` per chunk), tapped by the corrector (:func:`vidfix.tap.tap`), so the correction
-   acts inside every step of every chunk.
+   (``set_timesteps`` per chunk), tapped (:func:`vidfix.tap.tap`), so the correction acts inside every
+   step of every chunk; or, with a :class:`~vidfix.pipelines.fewstep.FewStepScheduler`, the few-step mode
+   of distilled causal models: predict x0, correct it, re-noise it to the next level with the video's own
+   noise. Either way the corrector is applied by one :class:`vidfix.ARLoop`, the object a hand-written AR
+   loop calls, which also calls stateful correctors' chunk hooks and the per-chunk callbacks.
 3. **Anchor** (optional baselines): match the chunk's per-channel low-band mean/std to chunk 0's
    (statistics anchoring) and/or its full-frame mean/std (colour matching), each with a strength.
 4. **Merge**: the chunk's first ``O`` frames re-generate the last ``O`` frames of the video; they are
@@ -333,9 +336,11 @@ def sample_video(
 
     Args:
         denoiser: ``denoiser(x, t, context=...) -> model output`` of the scheduler's prediction type.
-        scheduler: a diffusers scheduler the tap supports (``vidfix.tap.SUPPORTED_SCHEDULERS``); not modified.
+        scheduler: a diffusers scheduler the tap supports (``vidfix.tap.SUPPORTED_SCHEDULERS``), or a
+            :class:`~vidfix.pipelines.fewstep.FewStepScheduler` (x0 / re-noise mode); not modified.
         config: sizes, steps and options of the rollout.
-        generators: one per video; they draw all its noise (chunk noise, then context noise, per chunk).
+        generators: one per video; they draw all its noise (chunk noise, then context noise, per chunk;
+            then each step's re-noise in the few-step mode).
         corrector: applied inside every solver step of every chunk; None is no correction.
         context: clean frames ``(B, C, K0, H, W)`` before the video (chunk 0 sees its last ``K``), or None.
         teacher: teacher forcing: ``teacher(chunk, start, count)`` returns the real frames

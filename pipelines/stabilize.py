@@ -26,7 +26,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
+from typing import Any, Literal, TypeAlias
 
 from torch import Tensor
 from vidfix.pipelines import skyreels
@@ -35,9 +35,6 @@ from vidfix.pipelines.ltx import LTXTokens, latent_grid
 from vidfix.protocols import Corrector
 from vidfix.tap import LatentLayout, TapEvent, tap
 from vidfix.tracker import DriftTracker
-
-if TYPE_CHECKING:
-    from vidfix.pipelines.rolling_wan import RollingWan
 
 __all__ = [
     "SUPPORTED_PIPELINES",
@@ -386,7 +383,6 @@ class _DriftCallback:
         return result
 
 
-@overload
 def stabilize(
     pipe: Any,
     corrector: Corrector | None = None,
@@ -395,31 +391,7 @@ def stabilize(
     track_drift: bool = False,
     drift_window: int = 1,
     observer: Callable[[TapEvent], None] | None = None,
-    rolling_kv: Literal[False] = False,
-) -> Stabilized: ...
-
-
-@overload
-def stabilize(
-    pipe: Any,
-    corrector: Corrector | None = None,
-    *,
-    calibration: str | os.PathLike[str] | None = None,
-    track_drift: bool = False,
-    rolling_kv: Literal[True],
-) -> RollingWan: ...
-
-
-def stabilize(
-    pipe: Any,
-    corrector: Corrector | None = None,
-    *,
-    calibration: str | os.PathLike[str] | None = None,
-    track_drift: bool = False,
-    drift_window: int = 1,
-    observer: Callable[[TapEvent], None] | None = None,
-    rolling_kv: bool = False,
-) -> Stabilized | RollingWan:
+) -> Stabilized:
     """Correct every scheduler step of a diffusers video pipeline with ``corrector``; the call is unchanged.
 
     Args:
@@ -432,10 +404,6 @@ def stabilize(
         track_drift: record per-chunk drift statistics of each call in ``handle.tracker``.
         drift_window: latent frames per tracker entry when a run is one chunk (Wan, LTX, ...).
         observer: called with every tapped step's :class:`vidfix.tap.TapEvent` (debugging, custom stats).
-        rolling_kv: a ``WanPipeline`` with a causal (Self-Forcing) transformer, run autoregressively with
-            diffusers' rolling KV cache (PR #13681) instead of hooking ``pipe(...)``: returns a
-            :class:`vidfix.pipelines.rolling_wan.RollingWan` to call; raises ``RollingKVUnavailable`` with one
-            line where the installed diffusers has no such path.
 
     Returns:
         A :class:`Stabilized` handle; ``handle.undo()`` (or leaving a ``with`` block) restores the pipeline.
@@ -453,10 +421,6 @@ def stabilize(
         corrector = corrector_from_calibration(calibration, pipe)
     if corrector is None:
         raise TypeError("stabilize needs a corrector (e.g. DCW(low=...)) or calibration=FILE")
-    if rolling_kv:  # Self-Forcing-style rolling KV cache: a loop of its own (vidfix.pipelines.rolling_wan)
-        from vidfix.pipelines.rolling_wan import RollingWan
-
-        return RollingWan.with_corrector(pipe, corrector, track_drift=track_drift)
     active = getattr(type(pipe), "_vidfix_handle", None)
     if active is not None:
         raise RuntimeError(

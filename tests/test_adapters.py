@@ -71,7 +71,7 @@ def recorded_run(name: str, steps: int = 3) -> tuple[list[Step], torch.Tensor]:
     with stabilized(pipe, Identity(), observer=record):
         pipe(**(call_kwargs(name) | {"num_inference_steps": steps}))
         timesteps = pipe.scheduler.timesteps.clone()
-    if name == "skyreels_df":  # one event per latent frame and step (4D slices): stack each step's frames
+    if events[0].x.dim() == 4:  # SkyReels: one event per latent frame and step (4D slices): stack them
         F = len(events) // steps
         events = [
             Step(chunk[0].step, torch.stack([e.x for e in chunk], 2), torch.stack([e.x0 for e in chunk], 2))

@@ -15,12 +15,12 @@ import pytest
 import torch
 from _tiny_pipelines import _wan_transformer_kwargs, build
 from diffusers import WanPipeline, WanTransformer3DModel
-from vidfix.pipelines import stabilize
 from vidfix.pipelines.rolling_wan import (
     RollingKVUnavailable,
     RollingWan,
     rolling_kv_support,
     self_forcing_levels,
+    stabilize_rolling,
 )
 
 from vidfix import DCW, ARLoop, DriftTracker
@@ -35,7 +35,7 @@ def test_the_installed_diffusers_says_so_in_one_line() -> None:
     assert reason is not None and "\n" not in reason and "PR #13681" in reason and "vidfix.ARLoop" in reason
     pipe = build("wan")
     with pytest.raises(RollingKVUnavailable) as info:
-        stabilize(pipe, DCW(low=0.01), rolling_kv=True)
+        stabilize_rolling(pipe, DCW(low=0.01))
     assert str(info.value) == reason
     assert not hasattr(type(pipe), "_vidfix_handle")  # nothing was installed
 
@@ -153,19 +153,19 @@ def test_plain_loop_equals_the_reference_loop_and_the_cache_holds_clean_chunks(
     assert modes[:6] == ["append", "overwrite", "overwrite", "overwrite", "overwrite", "append"]
 
 
-def test_stabilize_rolling_kv_corrects_and_tracks(causal_pipe: WanPipeline) -> None:
+def test_stabilize_rolling_corrects_and_tracks(causal_pipe: WanPipeline) -> None:
     embeds = _embeds(causal_pipe)
     plain = RollingWan(causal_pipe).latents(
         embeds, num_chunks=3, height=16, width=16, generator=torch.Generator().manual_seed(1)
     )
-    handle = stabilize(causal_pipe, DCW(low=0.05, temporal=0.02), rolling_kv=True, track_drift=True)
+    handle = stabilize_rolling(causal_pipe, DCW(low=0.05, temporal=0.02), track_drift=True)
     assert isinstance(handle, RollingWan) and isinstance(handle.loop.tracker, DriftTracker)
     got = handle.latents(
         embeds, num_chunks=3, height=16, width=16, generator=torch.Generator().manual_seed(1)
     )
     assert not torch.equal(got, plain) and torch.isfinite(got).all()
     assert [r.index for r in handle.loop.tracker.records] == [0, 1, 2]
-    again = stabilize(causal_pipe, DCW(low=0.05, temporal=0.02), rolling_kv=True)
+    again = stabilize_rolling(causal_pipe, DCW(low=0.05, temporal=0.02))
     assert torch.equal(
         again.latents(embeds, num_chunks=3, height=16, width=16, generator=torch.Generator().manual_seed(1)),
         got,
