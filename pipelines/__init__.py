@@ -1,6 +1,7 @@
 """vidfix.pipelines: chunked long-video sampler, diffusers wrappers, multi-process runs, the reference model.
 
-Latents are ``(B, C, F, H, W)``. The chunked sampler (any chunk denoiser, any supported scheduler):
+Latents are ``(B, C, F, H, W)``. The chunked sampler (any chunk denoiser; any supported scheduler, or the
+few-step x0 / re-noise mode of distilled causal models with ``FewStepScheduler``):
 
     >>> from vidfix.pipelines import SamplerConfig, sample_video
     >>> video = sample_video(model, scheduler, config, generators=gens, corrector=dcw)   # doctest: +SKIP
@@ -18,6 +19,7 @@ from vidfix._lazy import attach
 
 if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): importing a submodule stays light
     from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
+    from vidfix.pipelines.fewstep import FewStepScheduler
     from vidfix.pipelines.ltx import LTXTokens
     from vidfix.pipelines.reference import (
         REFERENCE_WEIGHTS_DIR,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): importin
         reference_video,
         reference_videos,
     )
+    from vidfix.pipelines.rolling_wan import RollingKVUnavailable, RollingWan, stabilize_rolling
     from vidfix.pipelines.runs import (
         RunFolder,
         RunFolderError,
@@ -71,11 +74,14 @@ __all__ = [
     "SUPPORTED_PIPELINES",
     "ChunkCallback",
     "ChunkRecord",
+    "FewStepScheduler",
     "GenerateConfig",
     "LTXTokens",
     "NonFiniteChunkError",
     "PipelineSpec",
     "ReferenceVideoModel",
+    "RollingKVUnavailable",
+    "RollingWan",
     "RunFolder",
     "RunFolderError",
     "SamplerConfig",
@@ -106,6 +112,7 @@ __all__ = [
     "sample_video",
     "seed_folder",
     "stabilize",
+    "stabilize_rolling",
     "stabilized",
     "video_teacher",
 ]

@@ -25,7 +25,7 @@ __all__ = [
     "SchedulerName",
 ]
 
-SchedulerName: TypeAlias = Literal["euler", "unipc"]
+SchedulerName: TypeAlias = Literal["euler", "unipc", "fewstep"]
 SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
 
 CorrectorKind: TypeAlias = Literal["none", "dcw", "dcw2d", "eps"]

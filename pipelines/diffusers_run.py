@@ -56,7 +56,7 @@ __all__ = [
 _FLOAT32_VAE = ("wan", "skyreels-df")
 
 
-def _dtype(value: torch.dtype | DtypeName) -> torch.dtype:
+def _dtype(value: torch.dtype | DtypeName | str) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -68,9 +68,9 @@ def load_pipeline(
     kind: PipelineKind,
     model: str | os.PathLike[str],
     *,
-    dtype: torch.dtype | DtypeName = "bfloat16",
+    dtype: torch.dtype | DtypeName | str = "bfloat16",
     device: str | torch.device = "cpu",
-    vae_dtype: torch.dtype | DtypeName | None = None,
+    vae_dtype: torch.dtype | DtypeName | str | None = None,
     offload: Offload = "none",
     vae_tiling: bool = False,
 ) -> Any:

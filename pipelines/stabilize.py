@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -384,8 +385,9 @@ class _DriftCallback:
 
 def stabilize(
     pipe: Any,
-    corrector: Corrector,
+    corrector: Corrector | None = None,
     *,
+    calibration: str | os.PathLike[str] | None = None,
     track_drift: bool = False,
     drift_window: int = 1,
     observer: Callable[[TapEvent], None] | None = None,
@@ -397,6 +399,8 @@ def stabilize(
             (``vidfix.SUPPORTED_SCHEDULERS``).
         corrector: e.g. ``DCW(low=...)``, ``EpsScaling(scale=...)``, ``Identity()`` (a no-op that leaves
             the output bit-identical). Coefficients are model-specific: measure them (docs/diffusers.md).
+        calibration: instead of ``corrector``, a file written by ``vidfix calibrate --pipeline DIR`` (the
+            DCW measured for this pipeline; a file from another pipeline or scheduler is refused).
         track_drift: record per-chunk drift statistics of each call in ``handle.tracker``.
         drift_window: latent frames per tracker entry when a run is one chunk (Wan, LTX, ...).
         observer: called with every tapped step's :class:`vidfix.tap.TapEvent` (debugging, custom stats).
@@ -409,6 +413,14 @@ def stabilize(
         RuntimeError: the pipeline is already stabilized.
         ValueError: a corrector option the pipeline cannot honour (a temporal band on SkyReels DF).
     """
+    if calibration is not None:  # the measured DCW (vidfix.pipelines.adapters)
+        if corrector is not None:
+            raise ValueError("give a corrector or calibration=FILE, not both")
+        from vidfix.pipelines.adapters import corrector_from_calibration
+
+        corrector = corrector_from_calibration(calibration, pipe)
+    if corrector is None:
+        raise TypeError("stabilize needs a corrector (e.g. DCW(low=...)) or calibration=FILE")
     active = getattr(type(pipe), "_vidfix_handle", None)
     if active is not None:
         raise RuntimeError(

@@ -23,6 +23,7 @@ _EXAMPLES = """examples:
   vidfix calibrate --scheduler unipc --steps 16 --dims 2d --out calibration_unipc_2d.json
   vidfix calibrate --model my_model --data clips.safetensors --steps 20 --out my_calibration.json
   vidfix generate --frames 128 --seeds 0-7 --calibration calibration.json --out runs/calibrated
+{pipeline_examples}
 
 Real frames: by default clips of the reference model's procedural video process (seeds --seeds, which
 should not be the seeds you evaluate on); or --data FILE.safetensors holding "video" (B, C, T, H, W) or
@@ -31,11 +32,12 @@ should not be the seeds you evaluate on); or --data FILE.safetensors holding "vi
 
 def build_parser() -> Parser:
     from vidfix.pipelines.choices import SCHEDULERS
+    from vidfix.scripts import calibrate_pipeline
 
     p = Parser(
         prog="vidfix calibrate",
         description="Measure the SNR-t bias of a chunk denoiser per step and band group; write signed DCW coefficients.",
-        epilog=_EXAMPLES,
+        epilog=_EXAMPLES.format(pipeline_examples=calibrate_pipeline.EXAMPLES),
     )
     p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped reference model)")
     p.add_argument(
@@ -79,6 +81,7 @@ def build_parser() -> Parser:
     p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    calibrate_pipeline.add_arguments(p)  # --pipeline DIR: a diffusers checkpoint instead of a chunk denoiser
     return p
 
 
@@ -140,6 +143,10 @@ def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generat
 @command("vidfix calibrate")
 def main(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
+    if ns.pipeline is not None:
+        from vidfix.scripts.calibrate_pipeline import run
+
+        return run(ns)
 
     import torch
     from vidfix.pipelines.factory import describe_model, load_denoiser, make_scheduler
