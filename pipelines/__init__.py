@@ -56,7 +56,9 @@ from vidfix.pipelines.stabilize import (
     Stabilized,
     pipeline_spec,
     stabilize,
+    stabilize_from_pretrained,
     stabilized,
+    stabilizer,
 )
 
 __all__ = [
@@ -99,6 +101,8 @@ __all__ = [
     "sample_video",
     "seed_folder",
     "stabilize",
+    "stabilize_from_pretrained",
     "stabilized",
+    "stabilizer",
     "video_teacher",
 ]

@@ -26,8 +26,8 @@ def plain(name: str) -> torch.Tensor:
 
 
 def nonzero(name: str) -> DCW:
-    # SkyReels steps one frame at a time: no temporal band there (see test_skyreels_refuses_temporal_band).
-    return DCW(low=0.2, spatial=0.2, temporal=0.0 if name.startswith("skyreels") else 0.2)
+    # 3D everywhere: SkyReels' per-frame steps are gathered and corrected together (test_stabilize_skyreels.py).
+    return DCW(low=0.2, spatial=0.2, temporal=0.2)
 
 
 def add_one_at_last_step(calls: list[int]):
@@ -224,17 +224,6 @@ def test_scheduler_replaced_after_stabilize_is_tapped_not_ignored():
         restored = pipe.scheduler
         pipe.scheduler = original
     assert restored is replacement
-
-
-def test_skyreels_refuses_temporal_band():
-    pipe = build("skyreels_df")
-    with pytest.raises(ValueError, match="temporal"):
-        stabilize(pipe, DCW(low=0.1, temporal=0.1))
-    assert type(pipe).__name__ == "SkyReelsV2DiffusionForcingPipeline" and "_vidfix_handle" not in dir(
-        type(pipe)
-    )
-    with stabilized(pipe, DCW(low=0.1, temporal=0.1, dims="2d")):  # 2d ignores temporal by definition
-        pass
 
 
 def test_bad_drift_window():

@@ -11,16 +11,18 @@ import pytest
 import torch
 from _tiny_pipelines import build, call_kwargs
 from vidfix.pipelines import stabilized
-from vidfix.pipelines.skyreels import check_corrector, denoised_frames, long_video_chunks
+from vidfix.pipelines.skyreels import denoised_frames, iteration_frames, long_video_chunks, wants_3d
 
-from vidfix import DCW, Identity
+from vidfix import DCW, Identity, StepInfo
 from vidfix.tracker import chunk_stats
 
 LONG = dict(num_frames=25, base_num_frames=13, overlap_history=5, causal_block_size=1, addnoise_condition=20)
 PREFIX = 2
 # Output latent frames each chunk contributes (the frames it denoised).
 OUTPUT_SLICES = [slice(0, 4), slice(4, 6), slice(6, 7)]
-CORRECTOR = DCW(low=0.2, spatial=0.2)
+CORRECTOR = DCW(low=0.2, spatial=0.2, dims="2d")
+# Constant detail schedules: with 2 steps the paper's (1 - s) weight is ~0 at the one step that corrects.
+CORRECTOR_3D = DCW(low=0.2, spatial=0.1, temporal=0.2, spatial_schedule="constant", temporal_schedule="constant")
 
 
 def run(name: str = "skyreels_df", **extra: object) -> torch.Tensor:
@@ -46,10 +48,11 @@ def test_long_identity_reproduces_plain_run(ar_step):
         torch.testing.assert_close(run(ar_step=ar_step), ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dims", ["2d", "3d"])
 @pytest.mark.parametrize("ar_step", [0, 2])
-def test_long_correction_reaches_every_chunk(ar_step):
+def test_long_correction_reaches_every_chunk(ar_step, dims):
     ref = run(ar_step=ar_step)
-    with stabilized(build("skyreels_df"), CORRECTOR) as handle:
+    with stabilized(build("skyreels_df"), CORRECTOR if dims == "2d" else CORRECTOR_3D) as handle:
         out = run(ar_step=ar_step)
     assert [c.index for c in handle.chunks] == [0, 1, 2]
     assert [c.denoised_frames for c in handle.chunks] == [(0, 1, 2, 3), (2, 3), (2,)]
@@ -159,9 +162,73 @@ def test_causal_block_tail_bug_does_not_trip_us():
         torch.testing.assert_close(out[:, :, f], ref[:, :, f])
 
 
-def test_denoised_frames_and_corrector_check():
+def test_denoised_frames_and_plan():
     mask = torch.tensor([[False, True, False], [False, True, True]])
     assert denoised_frames(mask) == (1, 2)
-    check_corrector(DCW(low=0.1))
-    with pytest.raises(ValueError, match="one latent frame at a time"):
-        check_corrector(DCW(low=0.1, temporal=-0.01))
+    assert list(iteration_frames(mask, [(0, 3), (1, 2)])) == [[1], [1]]
+    assert wants_3d(DCW(low=0.1)) and not wants_3d(DCW(low=0.1, dims="2d")) and not wants_3d(Identity())
+
+
+def _stacked_step(steps: list[StepInfo]) -> StepInfo:
+    """Per-frame step infos as one with (1, 1, F, 1, 1) coefficients."""
+
+    def col(name: str) -> torch.Tensor:
+        return torch.tensor([float(getattr(st, name)) for st in steps], dtype=torch.float64).view(1, 1, -1, 1, 1)
+
+    return StepInfo(col("alpha"), col("beta"), col("alpha_next"), col("beta_next"), col("s"), steps[0].param)
+
+
+@pytest.mark.parametrize("ar_step", [0, 1])  # ar_step=1 steps frames at different noise levels together
+def test_3d_corrector_equals_3d_correction_of_the_stacked_frames(ar_step):
+    """Issue 14 item 4: in each loop iteration the frames' data predictions are corrected together in 3D; the
+    per-frame x0' equal the 3D corrector applied to the stacked (B, C, F', H, W) predictions."""
+    iterations: list[list] = [[]]
+    with stabilized(build("skyreels_df"), CORRECTOR_3D, observer=lambda e: iterations[-1].append(e)) as handle:
+        out = run(ar_step=ar_step, callback_on_step_end=lambda pipe, i, t, kw: iterations.append([]) or kw)
+    events = [e for it in iterations for e in it]
+    assert sum(c.steps for c in handle.chunks) == len(events) and all(c.corrected for c in handle.chunks)
+    checked = mixed = 0
+    for group in iterations:
+        if len(group) < 2:
+            continue
+        x0 = torch.stack([e.x0 for e in group], dim=2).double()  # (B, C, F', H, W)
+        x = torch.stack([e.x for e in group], dim=2).double()
+        corrected = torch.stack([e.x0_corrected for e in group], dim=2).double()
+        oracle = CORRECTOR_3D(x0, x, _stacked_step([e.step for e in group]))
+        torch.testing.assert_close(corrected, oracle, atol=1e-5, rtol=1e-5)
+        checked += 1
+        mixed += len({float(e.step.s) for e in group}) > 1
+    assert checked >= 3 and bool(mixed) == (ar_step > 0)
+    # A temporal coefficient now acts (it was refused when frames were corrected one at a time).
+    no_temporal = DCW(low=0.2, spatial=0.1, spatial_schedule="constant")
+    with stabilized(build("skyreels_df"), no_temporal):
+        assert (run(ar_step=ar_step) - out).abs().max() > 1e-5
+
+
+def test_3d_identity_and_prefix_with_gathered_steps():
+    """Gathering steps changes nothing by itself: a zero-strength 3D corrector reproduces the plain run bit for
+    bit, and each later chunk's clean prefix stays as the previous chunk finished it."""
+    ref = run(ar_step=2)
+    with stabilized(build("skyreels_df"), DCW(low=0.2, temporal=0.1, strength=0.0)):
+        assert torch.equal(run(ar_step=2), ref)
+    chunks: list[list[torch.Tensor]] = []
+
+    def record(pipe, i, t, kwargs):
+        if i == 0:
+            chunks.append([])
+        chunks[-1].append(kwargs["latents"].clone())
+        return kwargs
+
+    with stabilized(build("skyreels_df"), CORRECTOR_3D):
+        run(ar_step=2, callback_on_step_end=record)
+    for k in (1, 2):
+        for latents in chunks[k]:
+            assert torch.equal(latents[:, :, :PREFIX], chunks[k - 1][-1][:, :, -PREFIX:])
+
+
+def test_3d_image_to_video():
+    with stabilized(build("skyreels_df_i2v"), CORRECTOR_3D) as handle:
+        out = run("skyreels_df_i2v", num_frames=29)
+    ref = run("skyreels_df_i2v", num_frames=29)
+    assert all(c.corrected > 0 for c in handle.chunks) and (out - ref).abs().max() > 1e-4
+    torch.testing.assert_close(out[:, :, :1], ref[:, :, :1])  # the image frame itself is untouched

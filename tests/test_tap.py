@@ -279,27 +279,23 @@ def test_low_precision_latents(dtype):
 def test_tapped_scheduler_keeps_diffusers_plumbing(tmp_path):
     base = FlowMatchEulerDiscreteScheduler(shift=5.0)
     tapped = tap(base, DCW3)
-    assert isinstance(tapped, FlowMatchEulerDiscreteScheduler) and is_tapped(tapped) and not is_tapped(base)
-    assert type(base) is FlowMatchEulerDiscreteScheduler  # the user's scheduler is untouched
+    # Same class: isinstance and class-identity checks (diffusers' own tests branch on them) see the original.
+    assert type(tapped) is FlowMatchEulerDiscreteScheduler and is_tapped(tapped) and not is_tapped(base)
+    assert "step" not in base.__dict__  # the user's scheduler is untouched
     assert dict(tapped.config) == dict(base.config)
-    tapped.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="not part of the diffusers scheduler config"):
+        tapped.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "scheduler_config.json").read_text())
     assert saved["_class_name"] == "FlowMatchEulerDiscreteScheduler" and saved["shift"] == 5.0
     reloaded = FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path)
-    assert type(reloaded) is FlowMatchEulerDiscreteScheduler
-    again = type(tapped).from_config(tapped.config)
-    assert is_tapped(again) and again._vidfix_corrector is DCW3
+    assert type(reloaded) is FlowMatchEulerDiscreteScheduler and not is_tapped(reloaded)
+    assert not is_tapped(type(tapped).from_config(tapped.config))  # from_config builds a plain scheduler
     assert is_tapped(copy.deepcopy(tapped))
     plain = untap(tapped)
-    assert (
-        type(plain) is FlowMatchEulerDiscreteScheduler
-        and original_class(tapped) is FlowMatchEulerDiscreteScheduler
-    )
+    assert type(plain) is FlowMatchEulerDiscreteScheduler and not is_tapped(plain)
+    assert original_class(tapped) is FlowMatchEulerDiscreteScheduler
     retapped = tap(tapped, EpsScaling(scale=1.01))
-    assert (
-        isinstance(retapped._vidfix_corrector, EpsScaling)
-        and type(retapped).__bases__[1] is FlowMatchEulerDiscreteScheduler
-    )
+    assert isinstance(retapped._vidfix_tap.corrector, EpsScaling) and tapped._vidfix_tap.corrector is DCW3
 
 
 def test_observer_sees_every_step():
