@@ -164,11 +164,15 @@ class DCW:
             safe_beta = torch.where(valid, step.beta, torch.ones_like(step.beta))
             c1 = torch.where(valid, step.beta_next / safe_beta, torch.zeros_like(safe_beta))
             c0 = step.alpha_next - c1 * step.alpha
-            valid = valid & (c0 > _MIN_C0)
+            valid = valid & (c0 > _MIN_C0) & ~((c0 == 1.0) & (c1 == 0.0))  # steps to noise 0 need none
+            if not bool(valid.any()):
+                return None
             c0 = torch.where(valid, c0, torch.ones_like(safe_beta))
             lam = {g: v * valid for g, v in lam.items()}
         elif float(step.beta) <= 0.0 or not float(c0) > _MIN_C0:
             return None
+        elif float(c0) == 1.0 and float(c1) == 0.0:
+            return None  # a step to noise level 0 lands on x0: x_next - x0 = 0, nothing to correct
         return {g: v / c0 for g, v in lam.items()}, c0, c1
 
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
