@@ -378,7 +378,9 @@ class Stabilized:
     ) -> Any:
         """SkyReels DF builds one timestep matrix per chunk: a new chunk starts here."""
         out = original(pipe, *args, **kwargs)
-        step_matrix, _, update_mask, valid_interval = out  # (iterations, frames) each; (start, end) per iteration
+        step_matrix, _, update_mask, valid_interval = (
+            out  # (iterations, frames) each; (start, end) per iteration
+        )
         self._masks.append(update_mask)  # kept by reference: the I2V pipeline edits it in place afterwards
         self.chunks.append(ChunkRecord(len(self.chunks), iterations=len(step_matrix)))
         if self._gather is not None:
@@ -455,8 +457,8 @@ def _reduce_stabilized(pipe: Any, protocol: int) -> tuple[Any, ...]:
     return (_restabilize, (handle._base_class, state, handle.settings()))
 
 
-def _restabilize(cls: type, state: dict[str, Any], settings: dict[str, Any]) -> Any:
-    pipe = cls.__new__(cls)
+def _restabilize(cls: type[Any], state: dict[str, Any], settings: dict[str, Any]) -> Any:
+    pipe = object.__new__(cls)
     pipe.__dict__.update(state)
     stabilize(pipe, **settings)
     return pipe
@@ -527,9 +529,7 @@ def stabilized(pipe: Any, corrector: Corrector, **options: Any) -> Stabilized:
     return stabilize(pipe, corrector, **options)
 
 
-def stabilize_from_pretrained(
-    pipe: Any, directory: str | os.PathLike[str], **overrides: Any
-) -> Stabilized:
+def stabilize_from_pretrained(pipe: Any, directory: str | os.PathLike[str], **overrides: Any) -> Stabilized:
     """Stabilize ``pipe`` (loaded from ``directory``) with the settings :meth:`Stabilized.save_pretrained` wrote.
 
     ``overrides`` replace saved options (e.g. ``observer=``). Raises ``FileNotFoundError`` / ``ValueError``
@@ -537,7 +537,9 @@ def stabilize_from_pretrained(
     """
     path = Path(directory) / STABILIZE_CONFIG_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the folder holds no vidfix stabilizer (Stabilized.save_pretrained)")
+        raise FileNotFoundError(
+            f"{path} not found: the folder holds no vidfix stabilizer (Stabilized.save_pretrained)"
+        )
     try:
         data = json.loads(path.read_text())
         if data.get("type") != "vidfix-stabilize":

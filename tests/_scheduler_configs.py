@@ -146,7 +146,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "clip_sample": False,
     },
     # diffusers' DDIMSchedulerTest.test_betas: alpha-bar underflows to 0 (beta_end 0.2: for t >= 959; 2.0: t >= 244).
-    "ddim_test_betas_0.2": {"_class_name": "DDIMScheduler", "beta_start": 0.01, "beta_end": 0.2, "timestep_spacing": "trailing"},
+    "ddim_test_betas_0.2": {
+        "_class_name": "DDIMScheduler",
+        "beta_start": 0.01,
+        "beta_end": 0.2,
+        "timestep_spacing": "trailing",
+    },
     "ddim_test_betas_2": {"_class_name": "DDIMScheduler", "beta_start": 0.1, "beta_end": 2.0},
     "ddim_zero_snr": {
         "_class_name": "DDIMScheduler",

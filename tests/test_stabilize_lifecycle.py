@@ -90,7 +90,7 @@ def test_save_pretrained_warns_and_the_handle_saves_the_settings(tmp_path):
     assert index["scheduler"] == ["diffusers", "UniPCMultistepScheduler"]
     loaded = WanPipeline.from_pretrained(tmp_path / "kept")
     loaded.set_progress_bar_config(disable=True)
-    with pytest.raises(FileNotFoundError, match="vidfix_stabilize.json"):
+    with pytest.raises(FileNotFoundError, match=r"vidfix_stabilize\.json"):
         stabilize_from_pretrained(loaded, tmp_path / "plain")
     again = stabilize_from_pretrained(loaded, tmp_path / "kept")
     try:

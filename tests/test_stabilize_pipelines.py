@@ -219,7 +219,9 @@ def test_scheduler_replaced_after_stabilize_is_tapped_not_ignored():
         pipe.scheduler = replacement
         with pytest.warns(UserWarning, match="replaced after stabilize"):
             run("wan")
-        assert handle.chunks[0].steps == 2 and handle.chunks[0].corrected == 1  # the step to noise 0 needs none
+        assert (
+            handle.chunks[0].steps == 2 and handle.chunks[0].corrected == 1
+        )  # the step to noise 0 needs none
     finally:
         handle.undo()
         restored = pipe.scheduler

@@ -22,7 +22,9 @@ PREFIX = 2
 OUTPUT_SLICES = [slice(0, 4), slice(4, 6), slice(6, 7)]
 CORRECTOR = DCW(low=0.2, spatial=0.2, dims="2d")
 # Constant detail schedules: with 2 steps the paper's (1 - s) weight is ~0 at the one step that corrects.
-CORRECTOR_3D = DCW(low=0.2, spatial=0.1, temporal=0.2, spatial_schedule="constant", temporal_schedule="constant")
+CORRECTOR_3D = DCW(
+    low=0.2, spatial=0.1, temporal=0.2, spatial_schedule="constant", temporal_schedule="constant"
+)
 
 
 def run(name: str = "skyreels_df", **extra: object) -> torch.Tensor:
@@ -173,7 +175,9 @@ def _stacked_step(steps: list[StepInfo]) -> StepInfo:
     """Per-frame step infos as one with (1, 1, F, 1, 1) coefficients."""
 
     def col(name: str) -> torch.Tensor:
-        return torch.tensor([float(getattr(st, name)) for st in steps], dtype=torch.float64).view(1, 1, -1, 1, 1)
+        return torch.tensor([float(getattr(st, name)) for st in steps], dtype=torch.float64).view(
+            1, 1, -1, 1, 1
+        )
 
     return StepInfo(col("alpha"), col("beta"), col("alpha_next"), col("beta_next"), col("s"), steps[0].param)
 
@@ -183,7 +187,9 @@ def test_3d_corrector_equals_3d_correction_of_the_stacked_frames(ar_step):
     """Issue 14 item 4: in each loop iteration the frames' data predictions are corrected together in 3D; the
     per-frame x0' equal the 3D corrector applied to the stacked (B, C, F', H, W) predictions."""
     iterations: list[list] = [[]]
-    with stabilized(build("skyreels_df"), CORRECTOR_3D, observer=lambda e: iterations[-1].append(e)) as handle:
+    with stabilized(
+        build("skyreels_df"), CORRECTOR_3D, observer=lambda e: iterations[-1].append(e)
+    ) as handle:
         out = run(ar_step=ar_step, callback_on_step_end=lambda pipe, i, t, kw: iterations.append([]) or kw)
     events = [e for it in iterations for e in it]
     assert sum(c.steps for c in handle.chunks) == len(events) and all(c.corrected for c in handle.chunks)

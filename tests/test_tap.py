@@ -189,7 +189,10 @@ GATHER_SCHEDULERS = {
     # slice it passed (SkyReels does) overwrites it, with or without vidfix (upstream aliasing), so the per-frame
     # loop cannot equal a whole-latent loop there. Its predictor alone can:
     "unipc_flow_predictor": lambda: UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, disable_corrector=list(range(STEPS))
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=3.0,
+        disable_corrector=list(range(STEPS)),
     ),
     "dpm_flow": SCHEDULERS["dpm_flow"],
 }
@@ -200,7 +203,9 @@ def test_frame_gather_equals_the_3d_tap_on_the_whole_latents(name):
     """Issue 14 item 4, at the tap: per-frame scheduler copies stepping (B, C, H, W) slices, gathered per
     iteration, give what one scheduler tapped with the same 3D corrector gives on the (B, C, F, H, W) latents."""
     frames = SHAPE[2]
-    dcw = DCW(low=0.05, spatial=0.03, temporal=-0.04, spatial_schedule="constant", temporal_schedule="constant")
+    dcw = DCW(
+        low=0.05, spatial=0.03, temporal=-0.04, spatial_schedule="constant", temporal_schedule="constant"
+    )
     gather = FrameGather()
     make = GATHER_SCHEDULERS[name]
     base = tap(make(), dcw, gather=gather)

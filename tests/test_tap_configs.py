@@ -27,7 +27,13 @@ SHAPE = (1, 4, 3, 4, 4)  # (B, C, F, H, W)
 STEPS = 5
 DCW3 = DCW(low=0.05, spatial=0.02, temporal=0.02, spatial_schedule="constant", temporal_schedule="constant")
 # Configs whose last step keeps the noise level (no in-step correction exists there).
-FLAT_LAST_STEP = {"unipc_flow_sigma_min", "ddim_no_alpha_one", "euler_sigma_min", "dpmpp_karras", "dpmpp_lu_lambdas"}
+FLAT_LAST_STEP = {
+    "unipc_flow_sigma_min",
+    "ddim_no_alpha_one",
+    "euler_sigma_min",
+    "dpmpp_karras",
+    "dpmpp_lu_lambdas",
+}
 ZERO_SNR = {"cogvideox_2b", "cogvideox_5b", "cogvideox_5b_dpm", "ddim_zero_snr"}
 
 
@@ -103,11 +109,15 @@ def test_diffusers_test_betas_configs(name):
     [
         lambda: CogVideoXDDIMScheduler.from_config(CHECKPOINTS["cogvideox_2b"]),
         lambda: CogVideoXDPMScheduler.from_config(CHECKPOINTS["cogvideox_5b_dpm"]),
-        lambda: DDIMScheduler(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"),
+        lambda: DDIMScheduler(
+            prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"
+        ),
     ],
     ids=["cogvideox_ddim", "cogvideox_dpm", "ddim"],
 )
-@pytest.mark.parametrize("corrector", [Identity(), DCW3, EpsScaling(scale=1.01)], ids=["identity", "dcw", "eps"])
+@pytest.mark.parametrize(
+    "corrector", [Identity(), DCW3, EpsScaling(scale=1.01)], ids=["identity", "dcw", "eps"]
+)
 def test_zero_terminal_snr_first_step(make, corrector):
     """The crash of issue 12: alpha-bar = 0 at t = 999 divided by zero in the step info (any corrector)."""
     sched = tap(make(), corrector)
@@ -116,7 +126,9 @@ def test_zero_terminal_snr_first_step(make, corrector):
     x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
     out = torch.tanh(x)
     if isinstance(sched, CogVideoXDPMScheduler):
-        prev, _ = sched.step(out, None, sched.timesteps[0], None, x, generator=torch.Generator(), return_dict=False)
+        prev, _ = sched.step(
+            out, None, sched.timesteps[0], None, x, generator=torch.Generator(), return_dict=False
+        )
     else:
         prev = sched.step(out, sched.timesteps[0], x, return_dict=False)[0]
     assert torch.isfinite(prev).all()
@@ -146,9 +158,7 @@ PIPELINE_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("pipe_name", "config"), [(p, c) for p, cs in PIPELINE_CONFIGS.items() for c in cs]
-)
+@pytest.mark.parametrize(("pipe_name", "config"), [(p, c) for p, cs in PIPELINE_CONFIGS.items() for c in cs])
 def test_stabilize_with_real_scheduler_configs(pipe_name, config):
     """stabilize() on tiny pipelines carrying the scheduler their checkpoint ships: identity bit-identical,
     DCW corrects every chunk without error."""

@@ -46,7 +46,9 @@ SCHEDULERS = {
 CORRECTORS = {
     "3d": DCW(low=0.04, spatial=0.02, temporal=-0.02),
     "2d": DCW(low=0.05, spatial=0.01, dims="2d"),
-    "level2_const": DCW(low=0.03, spatial=-0.01, low_schedule="constant", spatial_schedule="constant", level=2),
+    "level2_const": DCW(
+        low=0.03, spatial=-0.01, low_schedule="constant", spatial_schedule="constant", level=2
+    ),
 }
 
 

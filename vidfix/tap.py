@@ -264,7 +264,9 @@ class _Tap:
         if self.observer is not None:
             layout = self.layout
             step5 = _step_to_layout(site.step, layout)
-            self.observer(TapEvent(step5, layout.to_bcfhw(site.x), scheduler, v_new is not site.v, site, v_new, layout))
+            self.observer(
+                TapEvent(step5, layout.to_bcfhw(site.x), scheduler, v_new is not site.v, site, v_new, layout)
+            )
 
 
 def _to_layout(v: Scalar, layout: LatentLayout) -> Scalar:
@@ -273,12 +275,11 @@ def _to_layout(v: Scalar, layout: LatentLayout) -> Scalar:
 
 def _step_to_layout(step: StepInfo, layout: LatentLayout) -> StepInfo:
     """Per-token coefficient tensors ``(B, N, 1)`` follow the latents into ``(B, 1, F, H, W)``."""
-    fields = {}
-    for name in ("alpha", "beta", "alpha_next", "beta_next", "s"):
-        v = getattr(step, name)
-        if isinstance(v, Tensor) and v.numel() > 1:
-            fields[name] = layout.to_bcfhw(v)
-    return replace(step, **fields) if fields else step
+    values = (step.alpha, step.beta, step.alpha_next, step.beta_next, step.s)
+    if not any(isinstance(v, Tensor) and v.numel() > 1 for v in values):
+        return step
+    alpha, beta, alpha_next, beta_next, s = (_to_layout(v, layout) for v in values)
+    return replace(step, alpha=alpha, beta=beta, alpha_next=alpha_next, beta_next=beta_next, s=s)
 
 
 @functools.lru_cache(maxsize=256)
@@ -378,7 +379,9 @@ def _vp_step_info(sched: Any, timestep: Any, prev_timestep: int) -> StepInfo:
         s = min(sigma / sigma_max, 1.0) if sigma_max > 0 else 0.0
     matches = (sched.timesteps == t).nonzero()
     index = int(matches[0]) if len(matches) else -1
-    return StepInfo(a_t**0.5, (1 - a_t) ** 0.5, a_prev**0.5, (1 - a_prev) ** 0.5, s, "vp", index, len(sched.timesteps))
+    return StepInfo(
+        a_t**0.5, (1 - a_t) ** 0.5, a_prev**0.5, (1 - a_prev) ** 0.5, s, "vp", index, len(sched.timesteps)
+    )
 
 
 def _vp_coefficients(pred: str, alpha: float, beta: float) -> tuple[float, float] | None:
@@ -439,7 +442,10 @@ def _multistep_site(sched: Any, converted: Tensor, x: Tensor) -> _Site | None:
     alpha_n, sigma_n = (_f(v) for v in sched._sigma_to_alpha_sigma_t(sig_next))
     if sigma_t <= 0.0:
         return None
-    flow = bool(getattr(sched.config, "use_flow_sigmas", False)) or sched.config.prediction_type == "flow_prediction"
+    flow = (
+        bool(getattr(sched.config, "use_flow_sigmas", False))
+        or sched.config.prediction_type == "flow_prediction"
+    )
     param: Parameterization = "flow" if flow else "vp"
     s = _f(sig) if flow else _f(sig) / _f(sigmas.max())
     step = StepInfo(alpha_t, sigma_t, alpha_n, sigma_n, min(s, 1.0), param, i, len(sigmas) - 1)
@@ -508,7 +514,7 @@ def _tapped_convert(sched: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     if not tap_.active:
         return converted
     x = kwargs.get("sample", args[2] if len(args) > 2 else None)
-    site = _multistep_site(sched, converted, x)
+    site = None if x is None else _multistep_site(sched, converted, x)
     return converted if site is None else tap_.correct(sched, site)
 
 
@@ -523,19 +529,44 @@ def _tapped_save_config(sched: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     return type(sched).save_config(sched, *args, **kwargs)
 
 
+def _tapped_reduce_ex(sched: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """``copy.copy``, ``copy.deepcopy`` and ``pickle`` look ``__reduce_ex__`` up on the instance: rebuild the
+    copy through :func:`_rebuild`, so its tapped methods belong to the copy (not to the original)."""
+    state = {k: v for k, v in sched.__dict__.items() if k not in _METHODS}
+    return (_rebuild, (type(sched), state))
+
+
+def _rebuild(cls: type[Any], state: dict[str, Any]) -> Any:
+    """A tapped scheduler from its class and state (the copy's own tapped methods installed)."""
+    new = object.__new__(cls)
+    new.__dict__.update(state)
+    _install(new)
+    return new
+
+
 _METHODS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]] = {
     "step": _tapped_step,
     "convert_model_output": _tapped_convert,
     "save_config": _tapped_save_config,
+    "__reduce_ex__": _tapped_reduce_ex,
 }
+
+
+def _install(sched: Any) -> None:
+    """Put the tapped methods on one scheduler instance (its ``_vidfix_tap`` is set)."""
+    names = ["step", "save_config", "__reduce_ex__"]
+    if sched.__dict__["_vidfix_tap"].family == "multistep":
+        names.append("convert_model_output")
+    for name in names:
+        sched.__dict__[name] = _Method(sched, name)
 
 
 class _Method:
     """A tapped method on one scheduler instance: ``scheduler.step(...)`` finds it before the class's.
 
     It keeps the class method's name and signature (pipelines inspect ``scheduler.step`` to choose arguments:
-    CogVideoX passes ``eta`` and ``generator`` only when the signature names them), and pickles and deep-copies
-    as a reference to its scheduler.
+    CogVideoX passes ``eta`` and ``generator`` only when the signature names them). Copies and pickles of the
+    scheduler get their own (see ``_tapped_reduce_ex``).
     """
 
     __slots__ = ("name", "scheduler")
@@ -553,9 +584,6 @@ class _Method:
     @property
     def __name__(self) -> str:  # type: ignore[override]
         return self.name
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Method, (self.scheduler, self.name))
 
     def __repr__(self) -> str:
         return f"<vidfix-tapped {type(self.scheduler).__name__}.{self.name}>"
@@ -632,7 +660,9 @@ class FrameGather:
         for frames in self._plan:
             if len(frames):
                 return frames
-        raise RuntimeError("a frame step arrived after the gather plan ran out (the loop and the plan disagree)")
+        raise RuntimeError(
+            "a frame step arrived after the gather plan ran out (the loop and the plan disagree)"
+        )
 
     def _check_views(self, pending: list[_Pending] | None = None) -> None:
         """Held frames are written back later: their samples must be views of one latent tensor."""
@@ -720,11 +750,16 @@ def _stack_sites(sites: list[_Site]) -> _Site:
     v = torch.stack([s.v for s in sites], dim=2)  # (B, C, F', H, W)
     x = torch.stack([s.x.to(v.dtype) for s in sites], dim=2)  # (B, C, F', H, W)
     steps = [s.step for s in sites]
+    first = steps[0]
     step = StepInfo(
-        *(_stack([getattr(st, k) for st in steps], v) for k in ("alpha", "beta", "alpha_next", "beta_next", "s")),
-        param=steps[0].param,
-        index=steps[0].index if all(st.index == steps[0].index for st in steps) else -1,
-        num_steps=steps[0].num_steps,
+        _stack([st.alpha for st in steps], v),
+        _stack([st.beta for st in steps], v),
+        _stack([st.alpha_next for st in steps], v),
+        _stack([st.beta_next for st in steps], v),
+        _stack([st.s for st in steps], v),
+        first.param,
+        first.index if all(st.index == first.index for st in steps) else -1,
+        first.num_steps,
     )
     return _Site(v, x, _stack([s.a for s in sites], v), _stack([s.b for s in sites], v), step)
 
@@ -823,9 +858,7 @@ def tap(
     state = _Tap(corrector, as_layout(layout), observer, family, check_finite, gather)
     new = untap(scheduler)
     new.__dict__["_vidfix_tap"] = state
-    methods = ["step", "save_config"] + (["convert_model_output"] if family == "multistep" else [])
-    for method in methods:
-        new.__dict__[method] = _Method(new, method)
+    _install(new)
     return new
 
 
@@ -852,7 +885,9 @@ def corrector_from_dict(data: dict[str, Any]) -> Corrector:
         return EpsScaling(scale=float(data["scale"]))
     if kind == "identity":
         return Identity()
-    raise ValueError(f"unknown corrector type {kind!r} in {TAP_CONFIG_NAME}; allowed: 'dcw', 'eps_scaling', 'identity'")
+    raise ValueError(
+        f"unknown corrector type {kind!r} in {TAP_CONFIG_NAME}; allowed: 'dcw', 'eps_scaling', 'identity'"
+    )
 
 
 def save_tapped(scheduler: Any, directory: str | os.PathLike[str]) -> Path:
