@@ -9,7 +9,7 @@ coefficient schedules, the scheduler tap and calibration. Latents are ``(B, C, F
 
 from vidfix.bands import GROUPS, Bands, band_filter, band_group, band_names, dwt, group_components, idwt
 from vidfix.correctors import DCW, EpsScaling, Identity
-from vidfix.protocols import ChunkAware, Corrector, Denoiser, StepInfo
+from vidfix.protocols import ChunkAware, Corrector, Denoiser, FoldableCorrector, StepInfo
 from vidfix.schedules import Schedule
 from vidfix.tap import SUPPORTED_SCHEDULERS, TapEvent, is_tapped, tap, untap
 from vidfix.tracker import ChunkStats, DriftTracker
@@ -27,6 +27,7 @@ __all__ = [
     "Denoiser",
     "DriftTracker",
     "EpsScaling",
+    "FoldableCorrector",
     "Identity",
     "Schedule",
     "StepInfo",

@@ -73,7 +73,8 @@ class DCW:
         dims: ``"3d"`` (F, H, W) or ``"2d"`` per frame (the paper's form).
         level, wavelet, backend, mode: the band transform (see :func:`vidfix.bands.dwt`).
         strength: global multiplier; 0 turns the corrector into the identity.
-        check_finite: raise on NaN / inf instead of passing them on.
+        check_finite: raise on NaN / inf instead of passing them on (direct calls; inside the scheduler tap,
+            the folded path leaves the check to the tap's own ``check_finite``).
 
     Example:
         >>> dcw = DCW(low=0.005, dims="2d")                           # the released EDM setting
