@@ -27,6 +27,11 @@ CORRECTOR_3D = DCW(
 )
 
 
+def _corrector(dims: str) -> DCW:
+    """Per-frame (2d) or across the frames each step updates (3d)."""
+    return CORRECTOR if dims == "2d" else CORRECTOR_3D
+
+
 def run(name: str = "skyreels_df", **extra: object) -> torch.Tensor:
     pipe = build(name)  # before seeding: a first build draws from the global RNG
     kwargs = call_kwargs(name) | LONG | extra
@@ -54,7 +59,7 @@ def test_long_identity_reproduces_plain_run(ar_step):
 @pytest.mark.parametrize("ar_step", [0, 2])
 def test_long_correction_reaches_every_chunk(ar_step, dims):
     ref = run(ar_step=ar_step)
-    with stabilized(build("skyreels_df"), CORRECTOR if dims == "2d" else CORRECTOR_3D) as handle:
+    with stabilized(build("skyreels_df"), _corrector(dims)) as handle:
         out = run(ar_step=ar_step)
     assert [c.index for c in handle.chunks] == [0, 1, 2]
     assert [c.denoised_frames for c in handle.chunks] == [(0, 1, 2, 3), (2, 3), (2,)]
@@ -94,9 +99,7 @@ def test_long_prefix_frames_untouched(ar_step, dims):
         chunks[-1].append(kwargs["latents"].clone())
         return kwargs
 
-    with stabilized(
-        build("skyreels_df"), CORRECTOR if dims == "2d" else CORRECTOR_3D, track_drift=True
-    ) as handle:
+    with stabilized(build("skyreels_df"), _corrector(dims), track_drift=True) as handle:
         run(ar_step=ar_step, callback_on_step_end=record)
     assert len(chunks) == 3 and all(c.corrected > 0 for c in handle.chunks)
     for k in (1, 2):
@@ -134,24 +137,28 @@ def test_image_to_video_long_mode():
     torch.testing.assert_close(out[:, :, :1], ref[:, :, :1])  # the image frame itself is untouched
 
 
-def test_video_to_video_long_mode():
+@pytest.mark.parametrize("dims", ["2d", "3d"])
+def test_video_to_video_long_mode(dims):
     kwargs = dict(
         num_frames=13, base_num_frames=9, overlap_history=5
     )  # continue a 5-frame video by 13 frames
     ref = run("skyreels_df_v2v", **kwargs)
-    with stabilized(build("skyreels_df_v2v"), CORRECTOR, track_drift=True) as handle:
+    corrector = _corrector(dims)
+    with stabilized(build("skyreels_df_v2v"), corrector, track_drift=True) as handle:
         out = run("skyreels_df_v2v", **kwargs)
     assert len(handle.chunks) >= 2 and all(c.corrected > 0 for c in handle.chunks)
     assert handle.tracker is not None and len(handle.tracker.records) == len(handle.chunks)
     assert (out - ref).abs().max() > 1e-4
 
 
-def test_causal_block_tail_bug_does_not_trip_us():
+@pytest.mark.parametrize("dims", ["2d", "3d"])
+def test_causal_block_tail_bug_does_not_trip_us(dims):
     """diffusers issue 13609: with causal_block_size=2, a 5-frame chunk has 2 blocks and never denoises
     its last frame. vidfix must neither crash nor count those frames, and cannot change them."""
     kwargs = dict(num_frames=29, base_num_frames=17, causal_block_size=2, ar_step=1)
     ref = run(**kwargs)
-    with stabilized(build("skyreels_df"), CORRECTOR, track_drift=True) as handle:
+    corrector = _corrector(dims)
+    with stabilized(build("skyreels_df"), corrector, track_drift=True) as handle:
         out = run(**kwargs)
     windows = [(0, 5), (3, 8)]  # latent frames of each chunk in the video
     untouched = []
