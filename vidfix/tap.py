@@ -191,10 +191,6 @@ class _Site:
         return self.x * a + v * b
 
 
-def _is_scalar(v: Scalar) -> bool:
-    return not isinstance(v, Tensor) or v.numel() == 1
-
-
 def _safe(b: Scalar) -> Scalar:
     """``b`` with zeros replaced by 1 (those elements are never corrected: their noise level is 0)."""
     if isinstance(b, Tensor):
@@ -283,11 +279,11 @@ def _step_to_layout(step: StepInfo, layout: LatentLayout) -> StepInfo:
 
 
 @functools.lru_cache(maxsize=256)
-def _param_names(func: Callable[..., Any]) -> tuple[str, ...]:
-    """Positional parameter names of a method (self excluded), read once per function."""
+def _param_names(func: Callable[..., Any]) -> dict[str, int]:
+    """Position of each positional parameter of a method (self excluded), read once per function."""
     params = list(inspect.signature(func).parameters.values())[1:]
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return tuple(p.name for p in params if p.kind in kinds)
+    return {p.name: i for i, p in enumerate(p for p in params if p.kind in kinds)}
 
 
 class _Args:
@@ -296,8 +292,7 @@ class _Args:
     __slots__ = ("args", "index", "kwargs")
 
     def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        names = _param_names(func)
-        self.index = {n: i for i, n in enumerate(names)}
+        self.index = _param_names(func)
         self.args, self.kwargs = args, kwargs
 
     def get(self, name: str, default: Any = None) -> Any:
