@@ -1,6 +1,7 @@
 """vidfix.pipelines: chunked long-video sampler, diffusers wrappers, multi-process runs, the reference model.
 
-Latents are ``(B, C, F, H, W)``. The chunked sampler (any chunk denoiser, any supported scheduler):
+Latents are ``(B, C, F, H, W)``. The chunked sampler (any chunk denoiser; any supported scheduler, or the
+few-step x0 / re-noise mode of distilled causal models with ``FewStepScheduler``):
 
     >>> from vidfix.pipelines import SamplerConfig, sample_video
     >>> video = sample_video(model, scheduler, config, generators=gens, corrector=dcw)   # doctest: +SKIP
@@ -13,6 +14,7 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
 """
 
 from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
+from vidfix.pipelines.fewstep import FewStepScheduler
 from vidfix.pipelines.ltx import LTXTokens
 from vidfix.pipelines.reference import (
     REFERENCE_WEIGHTS_DIR,
@@ -23,6 +25,7 @@ from vidfix.pipelines.reference import (
     reference_video,
     reference_videos,
 )
+from vidfix.pipelines.rolling_wan import RollingKVUnavailable, RollingWan, stabilize_rolling
 from vidfix.pipelines.runs import (
     RunFolder,
     RunFolderError,
@@ -66,11 +69,14 @@ __all__ = [
     "SUPPORTED_PIPELINES",
     "ChunkCallback",
     "ChunkRecord",
+    "FewStepScheduler",
     "GenerateConfig",
     "LTXTokens",
     "NonFiniteChunkError",
     "PipelineSpec",
     "ReferenceVideoModel",
+    "RollingKVUnavailable",
+    "RollingWan",
     "RunFolder",
     "RunFolderError",
     "SamplerConfig",
@@ -102,6 +108,7 @@ __all__ = [
     "seed_folder",
     "stabilize",
     "stabilize_from_pretrained",
+    "stabilize_rolling",
     "stabilized",
     "stabilizer",
     "video_teacher",

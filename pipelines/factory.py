@@ -36,7 +36,7 @@ __all__ = [
     "sprite_process_config",
 ]
 
-SchedulerName: TypeAlias = Literal["euler", "unipc"]
+SchedulerName: TypeAlias = Literal["euler", "unipc", "fewstep"]
 SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
 
 
@@ -104,10 +104,12 @@ def make_scheduler(
     num_train_timesteps: int | None = None,
     model_folder: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """A stock diffusers flow-matching scheduler by name.
+    """A flow-matching scheduler by name.
 
     ``euler``: ``FlowMatchEulerDiscreteScheduler``; ``unipc``: ``UniPCMultistepScheduler`` with
-    ``prediction_type="flow_prediction", use_flow_sigmas=True``. ``shift`` and ``num_train_timesteps``
+    ``prediction_type="flow_prediction", use_flow_sigmas=True``; ``fewstep``: the few-step x0 / re-noise mode
+    of distilled causal models (:class:`vidfix.pipelines.fewstep.FewStepScheduler`, levels evenly spaced
+    over the steps: 4 steps are 1000, 750, 500, 250). ``shift`` and ``num_train_timesteps``
     default to the model folder's ``scheduler_config.json`` when it has one, else 1.0 and 1000.
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
@@ -120,6 +122,10 @@ def make_scheduler(
         raise ValueError(f"shift must be > 0, got {shift}")
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=T, shift=shift)
+    if name == "fewstep":
+        from vidfix.pipelines.fewstep import FewStepScheduler
+
+        return FewStepScheduler(num_train_timesteps=T, shift=shift)
     return UniPCMultistepScheduler(
         num_train_timesteps=T, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
     )

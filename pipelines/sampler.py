@@ -8,8 +8,11 @@ The method (one chunk ``k`` of ``F`` frames starting at video frame ``start_k = 
    the real frames under teacher forcing), optionally re-noised SkyReels-style:
    ``c' = c (1 - 0.001 a) + 0.001 a eps`` (``a = 20`` recommended). Only the model input is re-noised.
 2. **Denoise**: pure noise through ``num_steps`` solver steps of a fresh copy of the scheduler
-   (``set_timesteps`` per chunk), tapped by the corrector (:func:`vidfix.tap.tap`), so the correction
-   acts inside every step of every chunk.
+   (``set_timesteps`` per chunk), tapped (:func:`vidfix.tap.tap`), so the correction acts inside every
+   step of every chunk; or, with a :class:`~vidfix.pipelines.fewstep.FewStepScheduler`, the few-step mode
+   of distilled causal models: predict x0, correct it, re-noise it to the next level with the video's own
+   noise. Either way the corrector is applied by one :class:`vidfix.ARLoop`, the object a hand-written AR
+   loop calls, which also calls stateful correctors' chunk hooks and the per-chunk callbacks.
 3. **Anchor** (optional baselines): match the chunk's per-channel low-band mean/std to chunk 0's
    (statistics anchoring) and/or its full-frame mean/std (colour matching), each with a strength.
 4. **Merge**: the chunk's first ``O`` frames re-generate the last ``O`` frames of the video; they are
@@ -30,18 +33,19 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+from vidfix.pipelines.fewstep import FewStepScheduler
 
 from vidfix._checks import check_latents
 from vidfix.bands import band_filter
 from vidfix.calibration import scale_input, scheduler_step
-from vidfix.correctors.identity import Identity
-from vidfix.protocols import ChunkAware, Corrector, Denoiser
+from vidfix.loop import ARLoop
+from vidfix.protocols import Corrector, Denoiser
 from vidfix.tap import TapEvent, tap
 
 __all__ = [
@@ -306,11 +310,6 @@ def _noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], like: 
     return torch.stack(draws).to(like.device, like.dtype)
 
 
-def _emit(callbacks: Sequence[ChunkCallback], chunk: Tensor, **info: Any) -> None:
-    for fn in callbacks:
-        fn(chunk, **info)
-
-
 # --------------------------------------------------------------------------------------------------------
 # The chunk loop.
 
@@ -337,9 +336,11 @@ def sample_video(
 
     Args:
         denoiser: ``denoiser(x, t, context=...) -> model output`` of the scheduler's prediction type.
-        scheduler: a diffusers scheduler the tap supports (``vidfix.tap.SUPPORTED_SCHEDULERS``); not modified.
+        scheduler: a diffusers scheduler the tap supports (``vidfix.tap.SUPPORTED_SCHEDULERS``), or a
+            :class:`~vidfix.pipelines.fewstep.FewStepScheduler` (x0 / re-noise mode); not modified.
         config: sizes, steps and options of the rollout.
-        generators: one per video; they draw all its noise (chunk noise, then context noise, per chunk).
+        generators: one per video; they draw all its noise (chunk noise, then context noise, per chunk;
+            then each step's re-noise in the few-step mode).
         corrector: applied inside every solver step of every chunk; None is no correction.
         context: clean frames ``(B, C, K0, H, W)`` before the video (chunk 0 sees its last ``K``), or None.
         teacher: teacher forcing: ``teacher(chunk, start, count)`` returns the real frames
@@ -370,14 +371,13 @@ def sample_video(
     check_denoiser(denoiser, cfg)
     callbacks = [on_chunk] if callable(on_chunk) else list(on_chunk)
     kwargs = dict(denoiser_kwargs or {})
+    # One code path for the correction: the loop object applies the corrector (through the tap inside a
+    # diffusers scheduler's step, or directly in the few-step mode) and calls the chunk hooks.
+    loop = ARLoop(corrector, on_chunk=callbacks)
     events: list[TapEvent] = []
+    few_step = isinstance(scheduler, FewStepScheduler)
     # Each chunk is checked for NaN/inf below: no per-step check (a device sync) inside the tap.
-    tapped = tap(
-        scheduler,
-        corrector if corrector is not None else Identity(),
-        observer=events.append,
-        check_finite=False,
-    )
+    tapped = scheduler if few_step else tap(scheduler, loop, observer=events.append, check_finite=False)
     starts = chunk_starts(cfg)
     like = torch.empty(0, device=device, dtype=dtype)
 
@@ -406,12 +406,10 @@ def sample_video(
     if state is not None:
         stats = state.stats
         for k, chunk in enumerate(state.chunks):
-            if isinstance(corrector, ChunkAware):
-                corrector.start_chunk(k, context=chunk_context(k, starts[k]))
-                corrector.end_chunk(chunk.to(device, dtype), index=k)
+            loop.start_chunk(k, context=chunk_context(k, starts[k]) if loop.wants_context else None)
             chunks.append(chunk.to(device, dtype))
             video = merge_chunk(video, chunks[-1], starts[k])
-            _emit(callbacks, chunks[-1], index=k, start=starts[k], video=video, state=state, restored=True)
+            loop.end_chunk(chunks[-1], index=k, start=starts[k], video=video, state=state, restored=True)
 
     total, done = len(starts) * cfg.num_steps, len(chunks) * cfg.num_steps
     for k in range(len(chunks), len(starts)):
@@ -426,30 +424,21 @@ def sample_video(
         if c is not None and cfg.context_noise > 0:
             c_in = renoise_context(c, cfg.context_noise, _noise(generators, tuple(c.shape[1:]), like))
 
-        # Denoise the chunk: a fresh (tapped) scheduler per chunk; the corrector acts inside each step.
-        if isinstance(corrector, ChunkAware):
-            corrector.start_chunk(k, context=c)
-        sched = copy.deepcopy(tapped)
-        sched.set_timesteps(cfg.num_steps, device=device)
-        timesteps = sched.timesteps
+        # Denoise the chunk; the corrector acts on the data prediction of every step.
+        loop.start_chunk(k, context=c)
+        run = _ChunkRun(denoiser, k, c_in, kwargs, callback, x)
+        if few_step:
+            steps = run.few_step(copy.deepcopy(tapped), cfg.num_steps, loop, generators, device)
+        else:
+            steps = run.scheduler(copy.deepcopy(tapped), cfg.num_steps, events, device)
         try:
-            for i, t in enumerate(timesteps):
-                events.clear()
-                out = denoiser(scale_input(sched, x, t), t, context=c_in, **kwargs)
-                x_next = scheduler_step(sched, out, t, x, index=i, timesteps=timesteps)
-                if callback is not None:
-                    ev = events[-1] if events else None
-                    callback({
-                        "chunk": k, "step": i, "num_steps": len(timesteps), "t": t,
-                        "s": None if ev is None else ev.step.s, "x": x,
-                        "x0": None if ev is None else ev.x0_corrected, "x_next": x_next, "context": c_in,
-                    })  # fmt: skip
-                x = x_next
+            for _ in steps:
                 done += 1
                 if progress is not None:
                     progress(done, total)
         except FloatingPointError as err:
-            raise _non_finite(k, start, F, x, video, cfg, str(err)) from err
+            raise _non_finite(k, start, F, run.x, video, cfg, str(err)) from err
+        x = run.x
         if not bool(torch.isfinite(x).all()):
             raise _non_finite(k, start, F, x, video, cfg, None)
 
@@ -460,13 +449,71 @@ def sample_video(
         x = match_statistics(x, stats[..., 2], stats[..., 3], strength=cfg.color_match, low_band=False)
 
         # Merge the chunk into the video (crossfade the overlap) and hand it on.
-        if isinstance(corrector, ChunkAware):
-            corrector.end_chunk(x, index=k)
         chunks.append(x)
         video = merge_chunk(video, x, start)
         state = SamplerState(tuple(chunks), tuple(g.get_state() for g in generators), stats, context)
-        _emit(callbacks, x, index=k, start=start, video=video, state=state, restored=False)
+        loop.end_chunk(x, index=k, start=start, video=video, state=state, restored=False)
     return video[:, :, : cfg.num_frames]
+
+
+@dataclass
+class _ChunkRun:
+    """The steps of one chunk, as generators of the sample after each step (``x`` is the latest)."""
+
+    denoiser: Denoiser
+    chunk: int
+    context: Tensor | None
+    kwargs: dict[str, Any]
+    callback: StepCallback | None
+    x: Tensor  # the chunk's noise, then its sample after each step
+
+    def _report(self, i: int, n: int, t: Tensor, s: Any, x: Tensor, x0: Any, x_next: Tensor) -> None:
+        if self.callback is not None:
+            self.callback({
+                "chunk": self.chunk, "step": i, "num_steps": n, "t": t, "s": s, "x": x, "x0": x0,
+                "x_next": x_next, "context": self.context,
+            })  # fmt: skip
+
+    def scheduler(
+        self, sched: Any, num_steps: int, events: list[TapEvent], device: torch.device | str
+    ) -> Iterator[Tensor]:
+        """A fresh (tapped) diffusers scheduler: the loop corrects inside each ``step``."""
+        sched.set_timesteps(num_steps, device=device)
+        timesteps = sched.timesteps
+        x = self.x
+        for i, t in enumerate(timesteps):
+            events.clear()
+            out = self.denoiser(scale_input(sched, x, t), t, context=self.context, **self.kwargs)
+            x_next = scheduler_step(sched, out, t, x, index=i, timesteps=timesteps)
+            ev = events[-1] if events else None
+            self._report(
+                i, len(timesteps), t, None if ev is None else ev.step.s, x,
+                None if ev is None else ev.x0_corrected, x_next,
+            )  # fmt: skip
+            x = self.x = x_next
+            yield x
+
+    def few_step(
+        self,
+        sched: FewStepScheduler,
+        num_steps: int,
+        loop: ARLoop,
+        generators: Sequence[torch.Generator],
+        device: torch.device | str,
+    ) -> Iterator[Tensor]:
+        """Predict x0, correct it (the loop), re-noise it to the next level with each video's own noise."""
+        sched.set_timesteps(num_steps, device=device)
+        n = len(sched.timesteps)
+        x = self.x
+        for i, t in enumerate(sched.timesteps):
+            s, s_next = sched.levels(i)
+            out = self.denoiser(x, t, context=self.context, **self.kwargs)
+            x0 = loop.x0(sched.convert_model_output(out, x, i), x, s, s_next, index=i, num_steps=n)
+            noise = _noise(generators, tuple(x.shape[1:]), x) if s_next > 0 else None
+            x_next = sched.renoise(x0, noise, i)
+            self._report(i, n, t, s, x, x0, x_next)
+            x = self.x = x_next
+            yield x
 
 
 def _non_finite(

@@ -471,8 +471,9 @@ def stabilizer(pipe: Any) -> Stabilized | None:
 
 def stabilize(
     pipe: Any,
-    corrector: Corrector,
+    corrector: Corrector | None = None,
     *,
+    calibration: str | os.PathLike[str] | None = None,
     track_drift: bool = False,
     drift_window: int = 1,
     observer: Callable[[TapEvent], None] | None = None,
@@ -485,6 +486,8 @@ def stabilize(
             (``vidfix.SUPPORTED_SCHEDULERS``).
         corrector: e.g. ``DCW(low=...)``, ``EpsScaling(scale=...)``, ``Identity()`` (a no-op that leaves
             the output bit-identical). Coefficients are model-specific: measure them (docs/diffusers.md).
+        calibration: instead of ``corrector``, a file written by ``vidfix calibrate --pipeline DIR`` (the
+            DCW measured for this pipeline; a file from another pipeline or scheduler is refused).
         track_drift: record per-chunk drift statistics of each call in ``handle.tracker``.
         drift_window: latent frames per tracker entry when a run is one chunk (Wan, LTX, ...).
         observer: called with every tapped step's :class:`vidfix.tap.TapEvent` (debugging, custom stats).
@@ -496,8 +499,16 @@ def stabilize(
     Raises:
         TypeError: unsupported pipeline or scheduler (the message lists the supported ones).
         RuntimeError: the pipeline is already stabilized.
-        ValueError: a bad option (``drift_window``).
+        ValueError: a bad option (``drift_window``), or both ``corrector`` and ``calibration``.
     """
+    if calibration is not None:  # the measured DCW (vidfix.pipelines.adapters)
+        if corrector is not None:
+            raise ValueError("give a corrector or calibration=FILE, not both")
+        from vidfix.pipelines.adapters import corrector_from_calibration
+
+        corrector = corrector_from_calibration(calibration, pipe)
+    if corrector is None:
+        raise TypeError("stabilize needs a corrector (e.g. DCW(low=...)) or calibration=FILE")
     active = stabilizer(pipe)
     if active is not None:
         raise RuntimeError(
@@ -523,8 +534,8 @@ def stabilize(
     return handle
 
 
-def stabilized(pipe: Any, corrector: Corrector, **options: Any) -> Stabilized:
-    """Context-manager spelling of :func:`stabilize` (same options):
+def stabilized(pipe: Any, corrector: Corrector | None = None, **options: Any) -> Stabilized:
+    """Context-manager spelling of :func:`stabilize` (same arguments):
     ``with stabilized(pipe, dcw) as handle: pipe(...)``."""
     return stabilize(pipe, corrector, **options)
 

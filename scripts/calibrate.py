@@ -20,6 +20,7 @@ _EXAMPLES = """examples:
   vidfix calibrate --scheduler unipc --steps 16 --dims 2d --out calibration_unipc_2d.json
   vidfix calibrate --model my_model --data clips.safetensors --steps 20 --out my_calibration.json
   vidfix generate --frames 128 --seeds 0-7 --calibration calibration.json --out runs/calibrated
+{pipeline_examples}
 
 Real frames: by default clips of the reference model's procedural video process (seeds --seeds, which
 should not be the seeds you evaluate on); or --data FILE.safetensors holding "video" (B, C, T, H, W) or
@@ -28,11 +29,12 @@ should not be the seeds you evaluate on); or --data FILE.safetensors holding "vi
 
 def build_parser() -> argparse.ArgumentParser:
     from vidfix.pipelines.factory import SCHEDULERS
+    from vidfix.scripts import calibrate_pipeline
 
     p = argparse.ArgumentParser(
         prog="vidfix calibrate",
         description="Measure the SNR-t bias of a chunk denoiser per step and band group; write signed DCW coefficients.",
-        epilog=_EXAMPLES,
+        epilog=_EXAMPLES.format(pipeline_examples=calibrate_pipeline.EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped reference model)")
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    calibrate_pipeline.add_arguments(p)  # --pipeline DIR: a diffusers checkpoint instead of a chunk denoiser
     return p
 
 
@@ -115,6 +118,10 @@ def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generat
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if ns.pipeline is not None:
+        from vidfix.scripts.calibrate_pipeline import run
+
+        return run(ns)
 
     import torch
     from vidfix.pipelines.factory import load_denoiser, make_scheduler

@@ -121,3 +121,22 @@ class PerItem:
             for b in range(x.shape[0])
         ]
         return torch.cat(outs, 0)  # (B, C, F, H, W)
+
+
+class ChunkRecorder:
+    """An identity corrector with the chunk hooks of a stateful one: records ``(hook, index, tensor)``.
+
+    A stand-in for anchoring / closed-loop state (``vidfix.ChunkAware``); tensors are cloned.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, Tensor | None]] = []
+
+    def __call__(self, x0: Tensor, x: Tensor, step: Any) -> Tensor:
+        return x0
+
+    def start_chunk(self, index: int, *, context: Tensor | None) -> None:
+        self.calls.append(("start", index, None if context is None else context.clone()))
+
+    def end_chunk(self, chunk: Tensor, *, index: int) -> None:
+        self.calls.append(("end", index, chunk.clone()))

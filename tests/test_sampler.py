@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from _tiny_models import PerItem, PlainDenoiser, Spy, TinyChunkDenoiser
+from _tiny_models import ChunkRecorder, PerItem, PlainDenoiser, Spy, TinyChunkDenoiser
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from vidfix.pipelines import (
     NonFiniteChunkError,
@@ -290,22 +290,9 @@ def test_non_finite_chunk_stops_and_names_it(model: TinyChunkDenoiser) -> None:
         )
 
 
-class _ChunkRecorder(Identity):
-    """An identity corrector that records the chunk hooks (a stand-in for anchoring / closed-loop state)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int, torch.Tensor | None]] = []
-
-    def start_chunk(self, index: int, *, context: torch.Tensor | None) -> None:
-        self.calls.append(("start", index, None if context is None else context.clone()))
-
-    def end_chunk(self, chunk: torch.Tensor, *, index: int) -> None:
-        self.calls.append(("end", index, chunk.clone()))
-
-
 def test_chunk_aware_corrector_sees_every_chunk_and_again_on_resume(model: TinyChunkDenoiser) -> None:
     cfg = config(num_frames=12)
-    rec, states = _ChunkRecorder(), []
+    rec, states = ChunkRecorder(), []
     video = sample_video(
         model,
         euler(),
@@ -327,7 +314,7 @@ def test_chunk_aware_corrector_sees_every_chunk_and_again_on_resume(model: TinyC
     torch.testing.assert_close(rec.calls[5][2], video[:, :, 8:12])  # the finished chunk
 
     # Resume after chunk 1: the corrector is told about chunks 0 and 1 again, with the same tensors.
-    again = _ChunkRecorder()
+    again = ChunkRecorder()
     resumed = sample_video(model, euler(), cfg, generators=gens(3), corrector=again, state=states[1])
     assert torch.equal(resumed, video)
     assert [(kind, i) for kind, i, _ in again.calls] == [(kind, i) for kind, i, _ in rec.calls]

@@ -1,14 +1,17 @@
 """vidfix: fix drift in autoregressive video diffusion without retraining.
 
 Core (this package): the wavelet band transform, band correctors (DCW 2D/3D, epsilon scaling, identity),
-coefficient schedules, the scheduler tap and calibration. Latents are ``(B, C, F, H, W)``.
+coefficient schedules, the scheduler tap, the loop-level API for hand-written AR loops (:class:`ARLoop`)
+and calibration. Latents are ``(B, C, F, H, W)``.
 
     >>> from vidfix import DCW, tap
     >>> pipe.scheduler = tap(pipe.scheduler, DCW(low=0.01))     # doctest: +SKIP
+    >>> loop = ARLoop(DCW(low=0.01))      # a hand-written AR loop calls loop.x0(x0, x, s, s_next)
 """
 
 from vidfix.bands import GROUPS, Bands, band_filter, band_group, band_names, dwt, group_components, idwt
 from vidfix.correctors import DCW, EpsScaling, Identity
+from vidfix.loop import ARLoop
 from vidfix.protocols import ChunkAware, Corrector, Denoiser, FoldableCorrector, StepInfo
 from vidfix.schedules import Schedule
 from vidfix.tap import SUPPORTED_SCHEDULERS, TapEvent, is_tapped, tap, untap
@@ -20,6 +23,7 @@ __all__ = [
     "DCW",
     "GROUPS",
     "SUPPORTED_SCHEDULERS",
+    "ARLoop",
     "Bands",
     "ChunkAware",
     "ChunkStats",
