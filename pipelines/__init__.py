@@ -64,7 +64,9 @@ if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): importin
         Stabilized,
         pipeline_spec,
         stabilize,
+        stabilize_from_pretrained,
         stabilized,
+        stabilizer,
     )
 
 attach(__name__, __file__)
@@ -112,7 +114,9 @@ __all__ = [
     "sample_video",
     "seed_folder",
     "stabilize",
+    "stabilize_from_pretrained",
     "stabilize_rolling",
     "stabilized",
+    "stabilizer",
     "video_teacher",
 ]

@@ -12,8 +12,12 @@ Consequences for the correction (all handled by the tap, nothing to configure):
 
 * per-frame timesteps are respected: each frame's scheduler copy knows its own noise level;
 * the clean prefix frames are never stepped, so they are never corrected;
-* the correction is per frame, 2D (low and spatial bands): a frame is stepped alone, so there is no time
-  axis to transform. A DCW temporal coefficient would be ignored here, so :func:`check_corrector` refuses it.
+* a 2D corrector (``dims="2d"``, or one without ``dims``) corrects each frame's slice alone;
+* a 3D corrector (``dims="3d"``, temporal band included) is applied across the frames one loop iteration
+  steps: the tap holds each frame's step until the iteration's last frame (:class:`vidfix.tap.FrameGather`,
+  planned by :func:`iteration_frames`), corrects the stacked ``(B, C, F', H, W)`` data predictions at their
+  per-frame noise levels in one call, and hands each frame's step its slice. The result equals the 3D corrector
+  applied to the stacked latents of the iteration.
 
 Known upstream bug (diffusers issue 13609): with ``causal_block_size > 1``, a chunk whose latent frame count
 is not a multiple of the block size leaves its tail frames out of every block, so they are never denoised
@@ -23,11 +27,12 @@ chunk actually denoised (:func:`denoised_frames`), so those frames do not pollut
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["check_corrector", "denoised_frames", "long_video_chunks"]
+__all__ = ["denoised_frames", "iteration_frames", "long_video_chunks", "wants_3d"]
 
 
 def long_video_chunks(
@@ -51,12 +56,18 @@ def denoised_frames(update_mask: Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in update_mask.any(dim=0).nonzero().flatten())
 
 
-def check_corrector(corrector: Any) -> None:
-    """Refuse a corrector whose temporal band would be silently ignored by per-frame steps."""
-    temporal = getattr(corrector, "temporal", 0.0)
-    if getattr(corrector, "dims", "2d") == "3d" and temporal:
-        raise ValueError(
-            f"SkyReels-V2 diffusion forcing steps one latent frame at a time, so the correction is 2D per frame "
-            f"(low and spatial bands) and temporal={temporal} would have no effect; set temporal=0 "
-            "(or use dims='2d')"
-        )
+def iteration_frames(update_mask: Tensor, valid_interval: Sequence[tuple[int, int]]) -> Iterator[list[int]]:
+    """The frames each loop iteration of a chunk steps, in the pipeline's call order.
+
+    Read lazily, one iteration at a time: the image-to-video pipeline edits the mask in place after
+    ``generate_timestep_matrix`` returns it. Mirrors the pipeline's loop: frames ``start <= idx < end`` of the
+    iteration's valid interval whose mask entry is set.
+    """
+    for i, (start, end) in enumerate(valid_interval):
+        row = update_mask[i]
+        yield [idx for idx in range(int(start), int(end)) if bool(row[idx])]
+
+
+def wants_3d(corrector: Any) -> bool:
+    """Whether a corrector transforms over frames (then SkyReels' per-frame steps are corrected together)."""
+    return getattr(corrector, "dims", None) == "3d"

@@ -6,12 +6,20 @@
 
 or ``with stabilized(pipe, DCW(low=0.01)) as handle: pipe(...)``.
 
-What it does: replaces ``pipe.scheduler`` with a tapped copy (:func:`vidfix.tap`) that corrects the data
-prediction inside every solver step, with the layout the pipeline's scheduler sees (CogVideoX is frame-first,
-LTX packs tokens, SkyReels steps one frame at a time), and gives the pipeline object a subclass of its own
-class for the duration, so that ``pipe(...)`` can set up each run (the LTX token grid, SkyReels chunk
-bookkeeping, drift tracking) without any change to the user's call. :meth:`Stabilized.undo` restores the
-original class and scheduler object.
+What it does: replaces ``pipe.scheduler`` with a tapped copy (:func:`vidfix.tap`, same scheduler class) that
+corrects the data prediction inside every solver step, with the layout the pipeline's scheduler sees (CogVideoX is
+frame-first, LTX packs tokens, SkyReels steps one frame at a time and a 3D corrector is applied across the frames
+of each step), and gives the pipeline object a subclass of its own class for the duration, so that ``pipe(...)``
+can set up each run (the LTX token grid, SkyReels chunk bookkeeping, drift tracking) without any change to the
+user's call. That class swap is the one place Python allows intercepting ``pipe(...)``; the subclass keeps the
+class name, ``isinstance`` and ``save_pretrained``, and pickles (``torch.save``) as the plain pipeline that is
+stabilized again on load. :meth:`Stabilized.undo` restores the original class and scheduler object and switches
+the tap off everywhere it was shared: pipelines built from the stabilized one (``WanPipeline(**pipe.components)``,
+``from_pipe(pipe)``) step as plain pipelines again.
+
+The correction is not part of the diffusers config: ``pipe.save_pretrained`` writes the plain pipeline and warns;
+:meth:`Stabilized.save_pretrained` also writes ``vidfix_stabilize.json``, which :func:`stabilize_from_pretrained`
+reads back.
 
 Drift (``track_drift=True``) is read off the latents at the last step of each chunk through
 ``callback_on_step_end``, composed with the user's own callback (which runs first and may still edit the
@@ -22,10 +30,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from torch import Tensor
@@ -33,18 +43,32 @@ from vidfix.pipelines import skyreels
 from vidfix.pipelines.ltx import LTXTokens, latent_grid
 
 from vidfix.protocols import Corrector
-from vidfix.tap import LatentLayout, TapEvent, tap
+from vidfix.tap import (
+    FrameGather,
+    LatentLayout,
+    TapEvent,
+    as_layout,
+    corrector_from_dict,
+    disable,
+    is_tapped,
+    tap,
+)
 from vidfix.tracker import DriftTracker
 
 __all__ = [
+    "STABILIZE_CONFIG_NAME",
     "SUPPORTED_PIPELINES",
     "ChunkRecord",
     "PipelineSpec",
     "Stabilized",
     "pipeline_spec",
     "stabilize",
+    "stabilize_from_pretrained",
     "stabilized",
+    "stabilizer",
 ]
+
+STABILIZE_CONFIG_NAME = "vidfix_stabilize.json"
 
 Family: TypeAlias = Literal["wan", "ltx", "cogvideox", "hunyuan", "skyreels_df"]
 LayoutKind: TypeAlias = Literal["BCFHW", "BFCHW", "ltx_tokens"]
@@ -120,24 +144,6 @@ def pipeline_spec(pipe: Any) -> tuple[type, PipelineSpec]:
     )
 
 
-class _Transpose:
-    """``(B, F, C, H, W)`` <-> ``(B, C, F, H, W)`` (CogVideoX)."""
-
-    def to_bcfhw(self, t: Tensor) -> Tensor:
-        return t.transpose(1, 2)  # (B, C, F, H, W)
-
-    def from_bcfhw(self, t: Tensor) -> Tensor:
-        return t.transpose(1, 2)  # (B, F, C, H, W)
-
-
-class _Native:
-    def to_bcfhw(self, t: Tensor) -> Tensor:
-        return t
-
-    def from_bcfhw(self, t: Tensor) -> Tensor:
-        return t
-
-
 def _hook(original: Callable[..., Any], hook: Callable[..., Any]) -> Callable[..., Any]:
     """A method with ``original``'s name and signature that calls ``hook(original, self, args, kwargs)``."""
 
@@ -161,6 +167,7 @@ class Stabilized:
         track_drift: record drift at every call (see :attr:`tracker`).
         drift_window: latent frames per tracker entry for a run made of one chunk.
         observer: optional extra :class:`vidfix.tap.TapEvent` observer.
+        check_finite: raise on a non-finite corrected step (see :func:`vidfix.tap`).
         tracker: the drift record of the latest call (``track_drift=True``): one entry per chunk when the
             pipeline generated several (SkyReels long mode), else one entry per ``drift_window`` latent frames.
         chunks: one :class:`ChunkRecord` per chunk of the latest call.
@@ -173,15 +180,27 @@ class Stabilized:
     track_drift: bool = False
     drift_window: int = 1
     observer: Callable[[TapEvent], None] | None = None
+    check_finite: bool = True
     tracker: DriftTracker | None = field(default=None, repr=False)
     chunks: list[ChunkRecord] = field(default_factory=list)
     active: bool = False
     _base_class: type = field(default=object, repr=False)
     _original_scheduler: Any = field(default=None, repr=False)
     _tapped: Any = field(default=None, repr=False)
-    _layout: LatentLayout = field(default_factory=_Native, repr=False)
+    _taps: list[Any] = field(default_factory=list, repr=False)  # every scheduler this handle tapped
+    _layout: LatentLayout = field(default_factory=lambda: as_layout("BCFHW"), repr=False)
+    _gather: FrameGather | None = field(default=None, repr=False)
     _masks: list[Tensor] = field(default_factory=list, repr=False)
     _finished: list[Tensor] = field(default_factory=list, repr=False)
+
+    def settings(self) -> dict[str, Any]:
+        """The :func:`stabilize` arguments that rebuild this stabilizer (the observer, a live callback, is left out)."""
+        return {
+            "corrector": self.corrector,
+            "track_drift": self.track_drift,
+            "drift_window": self.drift_window,
+            "check_finite": self.check_finite,
+        }
 
     # -- install / undo --------------------------------------------------------------------------------
 
@@ -193,8 +212,10 @@ class Stabilized:
                 patch_size=int(getattr(pipe, "transformer_spatial_patch_size", 1)),
                 patch_size_t=int(getattr(pipe, "transformer_temporal_patch_size", 1)),
             )
-        elif self.spec.layout == "BFCHW":
-            self._layout = _Transpose()
+        else:
+            self._layout = as_layout(self.spec.layout)
+        if self.spec.chunked and skyreels.wants_3d(self.corrector):
+            self._gather = FrameGather()
         self._tap(pipe.scheduler)  # raises for an unsupported scheduler before anything is changed
         # A subclass of the pipeline's own class, same name: isinstance checks and save_pretrained still work.
         attrs: dict[str, Any] = {
@@ -203,6 +224,7 @@ class Stabilized:
             "__doc__": cls.__doc__,
             "_vidfix_handle": self,
             "__call__": _hook(cls.__call__, self._call),
+            "__reduce_ex__": _reduce_stabilized,
         }
         if self.spec.layout == "ltx_tokens":
             attrs["prepare_latents"] = _hook(cls.prepare_latents, self._prepare_ltx_latents)
@@ -214,12 +236,20 @@ class Stabilized:
         self.active = True
 
     def _tap(self, scheduler: Any) -> None:
-        layout = self._layout if self.spec.layout == "ltx_tokens" else self.spec.layout
-        self._tapped = tap(scheduler, self.corrector, layout=layout, observer=self._observe)  # type: ignore[arg-type]
-        self._original_scheduler = scheduler
+        tapped = tap(
+            scheduler,
+            self.corrector,
+            layout=self._layout,
+            observer=self._observe,
+            check_finite=self.check_finite,
+            gather=self._gather,
+        )
+        self._tapped, self._original_scheduler = tapped, scheduler
+        self._taps.append(tapped)
 
     def undo(self) -> None:
-        """Restore the pipeline's class and its original scheduler object (idempotent)."""
+        """Restore the pipeline's class and its original scheduler object, and switch the tap off everywhere it
+        is shared (scheduler copies, pipelines built from this one's components); idempotent."""
         if not self.active:
             return
         pipe = self.pipe
@@ -232,6 +262,8 @@ class Stabilized:
             )
         if pipe.scheduler is self._tapped:
             pipe.scheduler = self._original_scheduler
+        for tapped in self._taps:
+            disable(tapped)
         self.active = False
 
     def __enter__(self) -> Stabilized:
@@ -239,6 +271,30 @@ class Stabilized:
 
     def __exit__(self, *exc: object) -> None:
         self.undo()
+
+    def save_pretrained(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Save the pipeline (``pipe.save_pretrained``, plain diffusers files) and the stabilizer's settings
+        (``vidfix_stabilize.json``, read by :func:`stabilize_from_pretrained`). Returns the settings file's path.
+
+        Raises:
+            ValueError: the corrector has no ``to_dict()`` (custom correctors cannot be saved).
+        """
+        to_dict = getattr(self.corrector, "to_dict", None)
+        if to_dict is None:
+            raise ValueError(f"cannot save the stabilizer: the corrector {self.corrector!r} has no to_dict()")
+        directory = Path(directory)
+        scheduler = self.pipe.scheduler
+        scheduler.__dict__["_vidfix_saving"] = True  # asked for: no "correction not saved" warning
+        try:
+            self.pipe.save_pretrained(directory, **kwargs)
+        finally:
+            scheduler.__dict__.pop("_vidfix_saving", None)
+        settings = self.settings() | {"corrector": to_dict()}
+        path = directory / STABILIZE_CONFIG_NAME
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"type": "vidfix-stabilize", "version": 1, **settings}, indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
 
     # -- one pipeline call -----------------------------------------------------------------------------
 
@@ -255,6 +311,8 @@ class Stabilized:
         try:
             out = original(pipe, *args, **kwargs)
         finally:
+            if self._gather is not None:
+                self._gather.end()
             for record, mask in zip(self.chunks, self._masks):
                 record.denoised_frames = skyreels.denoised_frames(mask)
             if not self.spec.chunked:
@@ -265,12 +323,13 @@ class Stabilized:
 
     def _retap(self, pipe: Any) -> None:
         """The user replaced ``pipe.scheduler`` after stabilize(): tap the new one instead of doing nothing."""
+        replacement = pipe.scheduler
         warnings.warn(
-            f"pipe.scheduler was replaced after stabilize(); vidfix taps the new {type(pipe.scheduler).__name__} "
+            f"pipe.scheduler was replaced after stabilize(); vidfix taps the new {type(replacement).__name__} "
             "(undo() restores it)",
             stacklevel=4,
         )
-        self._tap(pipe.scheduler)
+        self._tap(replacement)
         pipe.scheduler = self._tapped
 
     def _observe(self, event: TapEvent) -> None:
@@ -278,10 +337,9 @@ class Stabilized:
             self.chunks.append(ChunkRecord(0))
         record = self.chunks[-1]
         record.steps += 1
-        if event.x0_corrected is not event.x0:
+        if event.corrected:
             record.corrected += 1
-            change = float((event.x0_corrected - event.x0).abs().max())
-            record.max_change = max(record.max_change, change)
+            record.max_change = max(record.max_change, float(event.change().abs().max()))
         if self.observer is not None:
             self.observer(event)
 
@@ -320,9 +378,13 @@ class Stabilized:
     ) -> Any:
         """SkyReels DF builds one timestep matrix per chunk: a new chunk starts here."""
         out = original(pipe, *args, **kwargs)
-        step_matrix, _, update_mask, _ = out  # (iterations, frames) each
+        step_matrix, _, update_mask, valid_interval = (
+            out  # (iterations, frames) each; (start, end) per iteration
+        )
         self._masks.append(update_mask)  # kept by reference: the I2V pipeline edits it in place afterwards
         self.chunks.append(ChunkRecord(len(self.chunks), iterations=len(step_matrix)))
+        if self._gather is not None:
+            self._gather.begin(skyreels.iteration_frames(update_mask, valid_interval))
         return out
 
     # -- drift -----------------------------------------------------------------------------------------
@@ -383,6 +445,30 @@ class _DriftCallback:
         return result
 
 
+def _reduce_stabilized(pipe: Any, protocol: int) -> tuple[Any, ...]:
+    """Pickle (``torch.save``, ``copy.deepcopy``) a stabilized pipeline as its plain pipeline plus the settings;
+    loading stabilizes it again (:func:`stabilizer` gives the new handle)."""
+    handle: Stabilized = type(pipe)._vidfix_handle
+    if handle.observer is not None:
+        warnings.warn("pickling a stabilized pipeline drops its observer (a live callback)", stacklevel=3)
+    state = dict(pipe.__dict__)
+    if state.get("scheduler") is handle._tapped:
+        state["scheduler"] = handle._original_scheduler
+    return (_restabilize, (handle._base_class, state, handle.settings()))
+
+
+def _restabilize(cls: type[Any], state: dict[str, Any], settings: dict[str, Any]) -> Any:
+    pipe = object.__new__(cls)
+    pipe.__dict__.update(state)
+    stabilize(pipe, **settings)
+    return pipe
+
+
+def stabilizer(pipe: Any) -> Stabilized | None:
+    """The active :class:`Stabilized` handle of a pipeline (e.g. one loaded with ``torch.load``), or None."""
+    return type(pipe).__dict__.get("_vidfix_handle")
+
+
 def stabilize(
     pipe: Any,
     corrector: Corrector | None = None,
@@ -391,6 +477,7 @@ def stabilize(
     track_drift: bool = False,
     drift_window: int = 1,
     observer: Callable[[TapEvent], None] | None = None,
+    check_finite: bool = True,
 ) -> Stabilized:
     """Correct every scheduler step of a diffusers video pipeline with ``corrector``; the call is unchanged.
 
@@ -404,6 +491,7 @@ def stabilize(
         track_drift: record per-chunk drift statistics of each call in ``handle.tracker``.
         drift_window: latent frames per tracker entry when a run is one chunk (Wan, LTX, ...).
         observer: called with every tapped step's :class:`vidfix.tap.TapEvent` (debugging, custom stats).
+        check_finite: raise ``FloatingPointError`` when a corrected step holds NaN or inf.
 
     Returns:
         A :class:`Stabilized` handle; ``handle.undo()`` (or leaving a ``with`` block) restores the pipeline.
@@ -411,7 +499,7 @@ def stabilize(
     Raises:
         TypeError: unsupported pipeline or scheduler (the message lists the supported ones).
         RuntimeError: the pipeline is already stabilized.
-        ValueError: a corrector option the pipeline cannot honour (a temporal band on SkyReels DF).
+        ValueError: a bad option (``drift_window``), or both ``corrector`` and ``calibration``.
     """
     if calibration is not None:  # the measured DCW (vidfix.pipelines.adapters)
         if corrector is not None:
@@ -421,7 +509,7 @@ def stabilize(
         corrector = corrector_from_calibration(calibration, pipe)
     if corrector is None:
         raise TypeError("stabilize needs a corrector (e.g. DCW(low=...)) or calibration=FILE")
-    active = getattr(type(pipe), "_vidfix_handle", None)
+    active = stabilizer(pipe)
     if active is not None:
         raise RuntimeError(
             f"{type(pipe).__name__} is already stabilized by vidfix ({active!r}); undo() it first"
@@ -429,22 +517,46 @@ def stabilize(
     _, spec = pipeline_spec(pipe)
     if not isinstance(drift_window, int) or drift_window < 1:
         raise ValueError(f"drift_window must be a positive int, got {drift_window!r}")
-    if spec.chunked:
-        skyreels.check_corrector(corrector)
+    if is_tapped(pipe.scheduler):
+        warnings.warn(
+            "pipe.scheduler is already tapped; stabilize() replaces that tap with its own", stacklevel=2
+        )
     handle = Stabilized(
-        pipe, corrector, spec, track_drift=track_drift, drift_window=drift_window, observer=observer
+        pipe,
+        corrector,
+        spec,
+        track_drift=track_drift,
+        drift_window=drift_window,
+        observer=observer,
+        check_finite=check_finite,
     )
     handle._install()
     return handle
 
 
-def stabilized(
-    pipe: Any,
-    corrector: Corrector,
-    *,
-    track_drift: bool = False,
-    drift_window: int = 1,
-    observer: Callable[[TapEvent], None] | None = None,
-) -> Stabilized:
-    """Context-manager spelling of :func:`stabilize`: ``with stabilized(pipe, dcw) as handle: pipe(...)``."""
-    return stabilize(pipe, corrector, track_drift=track_drift, drift_window=drift_window, observer=observer)
+def stabilized(pipe: Any, corrector: Corrector | None = None, **options: Any) -> Stabilized:
+    """Context-manager spelling of :func:`stabilize` (same arguments):
+    ``with stabilized(pipe, dcw) as handle: pipe(...)``."""
+    return stabilize(pipe, corrector, **options)
+
+
+def stabilize_from_pretrained(pipe: Any, directory: str | os.PathLike[str], **overrides: Any) -> Stabilized:
+    """Stabilize ``pipe`` (loaded from ``directory``) with the settings :meth:`Stabilized.save_pretrained` wrote.
+
+    ``overrides`` replace saved options (e.g. ``observer=``). Raises ``FileNotFoundError`` / ``ValueError``
+    naming the settings file when it is missing or unreadable.
+    """
+    path = Path(directory) / STABILIZE_CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the folder holds no vidfix stabilizer (Stabilized.save_pretrained)"
+        )
+    try:
+        data = json.loads(path.read_text())
+        if data.get("type") != "vidfix-stabilize":
+            raise ValueError(f"type is {data.get('type')!r}, not 'vidfix-stabilize'")
+        corrector = corrector_from_dict(data["corrector"])
+        options = {k: data[k] for k in ("track_drift", "drift_window", "check_finite") if k in data}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a vidfix stabilizer file ({err})") from err
+    return stabilize(pipe, **({"corrector": corrector} | options | overrides))

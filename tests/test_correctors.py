@@ -205,8 +205,16 @@ def test_dcw_bad_options():
         DCW(low=0.1, wavelet="db99")
     with pytest.raises(ValueError, match="allowed: 'constant'"):
         DCW(low=0.1, low_schedule="linear")
-    with pytest.raises(ValueError, match="c0"):
-        DCW(low=0.1)(_x(seed=1), _x(seed=2), StepInfo(0.4, 0.6, 0.3, 0.7, 0.6, "flow"))  # noise going up
+
+
+def test_dcw_leaves_steps_that_do_not_lower_the_noise_alone():
+    """Issue 12: valid configs end on a step that keeps the noise (final_sigmas_type="sigma_min", DDIM
+    set_alpha_to_one=False); no in-step correction exists there (c0 = 0), so DCW returns x0, not an error."""
+    x0, x = _x(seed=1), _x(seed=2)
+    dcw = DCW(low=0.1, spatial=0.05, temporal=0.05)
+    for step in (StepInfo(0.4, 0.6, 0.4, 0.6, 0.6, "flow"), StepInfo(0.4, 0.6, 0.3, 0.7, 0.6, "flow")):
+        assert dcw(x0, x, step) is x0
+        assert dcw.correct_output(x, x0, step, a=1.0, b=-0.6) is x
 
 
 @settings(max_examples=30, deadline=None)

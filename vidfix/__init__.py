@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): `import 
     from vidfix.bands import GROUPS, Bands, band_filter, band_group, band_names, dwt, group_components, idwt
     from vidfix.correctors import DCW, EpsScaling, Identity
     from vidfix.loop import ARLoop
-    from vidfix.protocols import ChunkAware, Corrector, Denoiser, StepInfo
+    from vidfix.protocols import ChunkAware, Corrector, Denoiser, FoldableCorrector, StepInfo
     from vidfix.schedules import Schedule
     from vidfix.tap import SUPPORTED_SCHEDULERS, TapEvent, is_tapped, tap, untap
     from vidfix.tracker import ChunkStats, DriftTracker
@@ -38,6 +38,7 @@ __all__ = [
     "Denoiser",
     "DriftTracker",
     "EpsScaling",
+    "FoldableCorrector",
     "Identity",
     "Schedule",
     "StepInfo",

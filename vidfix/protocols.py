@@ -9,6 +9,8 @@ Latents are ``(B, C, F, H, W)`` (batch, channels, frames, height, width) unless 
   VP: ``sqrt(abar), sqrt(1 - abar)``; VE: ``1, sigma``).
 * :class:`Corrector`: ``corrector(x0_hat, x, step) -> x0_hat'`` corrects the data prediction the solver
   consumes; the scheduler tap turns that back into the model output the scheduler expects.
+* :class:`FoldableCorrector`: a corrector that can also correct the tensor a solver consumes directly (the
+  scheduler tap's fast path: no data prediction formed).
 * :class:`ChunkAware`: a corrector with state across the chunks of an autoregressive rollout (an anchor to
   a reference, closed-loop gains); the chunk loop tells it where each chunk starts and hands it each
   finished chunk. Plain correctors need neither method.
@@ -21,7 +23,7 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["ChunkAware", "Corrector", "Denoiser", "Parameterization", "Scalar", "StepInfo"]
+__all__ = ["ChunkAware", "Corrector", "Denoiser", "FoldableCorrector", "Parameterization", "Scalar", "StepInfo"]
 
 Scalar: TypeAlias = "float | Tensor"
 Parameterization: TypeAlias = Literal["flow", "vp", "ve"]
@@ -71,6 +73,17 @@ class Corrector(Protocol):
     """Corrects the data prediction ``x0_hat`` of one step; must return ``x0_hat`` itself when it does nothing."""
 
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor: ...
+
+
+@runtime_checkable
+class FoldableCorrector(Protocol):
+    """Optional fast path: the same correction applied to the tensor ``v`` a solver consumes (the model output,
+    or a multistep solver's converted output), where the step writes ``x0 = a x + b v``.
+
+    Must return ``v`` itself when it does nothing, and equal ``v + (corrector(x0, x, step) - x0) / b``.
+    """
+
+    def correct_output(self, v: Tensor, x: Tensor, step: StepInfo, *, a: Scalar, b: Scalar) -> Tensor: ...
 
 
 @runtime_checkable

@@ -17,6 +17,19 @@ gives exactly Eq. 17's ``x_prev`` on a DDIM / flow-matching Euler step (for flow
 so ``x0' = x0 + lam r / (1 - r) (x - x0)``). Coefficients may be negative: the sign depends on the model and
 is measured (:mod:`vidfix.calibration`), never assumed.
 
+A step that does not lower the noise (``c0 <= 1e-6``: the last step of UniPC/DPM++/Euler with
+``final_sigmas_type="sigma_min"``, of DDIM with ``set_alpha_to_one=False``) gets no correction: its result does
+not depend on ``x0``, so no in-step correction exists. Steps at noise level 0 are skipped too.
+
+Folded into the model output (:meth:`DCW.correct_output`, what the scheduler tap calls): where the solver
+consumes ``v`` with ``x0 = a x + b v``, the correction ``x0' - x0 = W(d)`` (``W`` the band filter with gains
+``lam / c0``, ``d = (c0 - 1) x0 + c1 x``) becomes
+
+    v' = v + W(d) / b = v + W(q v + p x),   q = c0 - 1,   p = ((c0 - 1) a + c1) / b
+
+one band-filter call with ``v`` as base; ``x0`` is never formed. For flow matching (``a = 1, b = -s``) and VE
+epsilon (``a = 1, b = -sigma``) ``p = 0``: the correction is a band filter of ``v`` alone.
+
 Latents are ``(B, C, F, H, W)`` (3d over F, H, W or 2d per frame) or ``(B, C, H, W)`` frames (always 2d).
 """
 
@@ -36,6 +49,13 @@ from vidfix.schedules import Schedule, as_schedule
 __all__ = ["DCW"]
 
 
+_MIN_C0 = 1e-6  # steps with c0 at or below this do not lower the noise: no in-step correction
+
+
+def _is_scalar(v: Scalar) -> bool:
+    return not isinstance(v, Tensor) or v.numel() == 1
+
+
 def _is_zero(v: Scalar) -> bool:
     return (not isinstance(v, Tensor) and v == 0.0) or (
         isinstance(v, Tensor) and v.numel() == 1 and float(v) == 0.0
@@ -53,7 +73,8 @@ class DCW:
         dims: ``"3d"`` (F, H, W) or ``"2d"`` per frame (the paper's form).
         level, wavelet, backend, mode: the band transform (see :func:`vidfix.bands.dwt`).
         strength: global multiplier; 0 turns the corrector into the identity.
-        check_finite: raise on NaN / inf instead of passing them on.
+        check_finite: raise on NaN / inf instead of passing them on (direct calls; inside the scheduler tap,
+            the folded path leaves the check to the tap's own ``check_finite``).
 
     Example:
         >>> dcw = DCW(low=0.005, dims="2d")                           # the released EDM setting
@@ -130,34 +151,73 @@ class DCW:
 
     # -- the corrector -----------------------------------------------------------------------------------
 
+    def _step_gains(self, step: StepInfo) -> tuple[dict[Group, Scalar], Scalar, Scalar] | None:
+        """Band gains ``lam / c0`` and the step's ``(c0, c1)``, or None where the step gets no correction
+        (all coefficients 0, noise level 0, or a step that does not lower the noise)."""
+        lam = self.lambdas(step.s)
+        if all(_is_zero(v) for v in lam.values()):
+            return None
+        c0, c1 = step.c0, step.c1
+        if isinstance(step.beta, Tensor) and step.beta.numel() > 1:
+            # Per-frame / per-token noise levels: tokens already clean (beta = 0) or whose step does not lower
+            # the noise get no correction.
+            valid = step.beta > 0
+            safe_beta = torch.where(valid, step.beta, torch.ones_like(step.beta))
+            c1 = torch.where(valid, step.beta_next / safe_beta, torch.zeros_like(safe_beta))
+            c0 = step.alpha_next - c1 * step.alpha
+            valid = valid & (c0 > _MIN_C0) & ~((c0 == 1.0) & (c1 == 0.0))  # steps to noise 0 need none
+            if not bool(valid.any()):
+                return None
+            c0 = torch.where(valid, c0, torch.ones_like(safe_beta))
+            lam = {g: v * valid for g, v in lam.items()}
+        elif float(step.beta) <= 0.0 or not float(c0) > _MIN_C0:
+            return None
+        elif float(c0) == 1.0 and float(c1) == 0.0:
+            return None  # a step to noise level 0 lands on x0: x_next - x0 = 0, nothing to correct
+        return {g: v / c0 for g, v in lam.items()}, c0, c1
+
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
         """Corrected data prediction ``x0'`` whose first-order step equals Eq. 17 applied to its result."""
         check_latents(x0, "x0")
         check_same_shape(x, x0)
-        lam = self.lambdas(step.s)
-        if all(_is_zero(v) for v in lam.values()):
+        found = self._step_gains(step)
+        if found is None:
             return x0
-        c0, c1 = step.c0, step.c1
-        if isinstance(step.beta, Tensor) and step.beta.numel() > 1:
-            # Per-frame / per-token noise levels: tokens already clean (beta = 0) get no correction.
-            valid = step.beta > 0
-            safe_beta = torch.where(valid, step.beta, torch.ones_like(step.beta))
-            c1 = torch.where(valid, step.beta_next / safe_beta, torch.zeros_like(safe_beta))
-            c0 = torch.where(valid, step.alpha_next - c1 * step.alpha, torch.ones_like(safe_beta))
-            lam = {g: v * valid for g, v in lam.items()}
-        elif float(step.beta) <= 0.0:
-            return x0
-        if not isinstance(c0, Tensor) and c0 <= 0.0:
-            raise ValueError(
-                f"DCW needs a step that lowers the noise (c0 = alpha_next - alpha * beta_next / beta > 0), got c0={c0:.4g} "
-                f"at s={step.s}; is the schedule increasing?"
-            )
-        gains = {g: v / c0 for g, v in lam.items()}
+        gains, c0, c1 = found
         # x_next - x0 = (c0 - 1) x0 + c1 x, filtered band-wise without materialising it.
         out = self._filter(gains, x0, [(c0 - 1.0, x0), (c1, x)], base=x0)
         if self.check_finite:
             check_finite(out, "DCW-corrected x0 (are x or x0 finite?)")
         return out
+
+    def correct_output(self, v: Tensor, x: Tensor, step: StepInfo, *, a: Scalar, b: Scalar) -> Tensor:
+        """The same correction folded into the tensor ``v`` a solver consumes, with ``x0 = a x + b v``.
+
+        Returns ``v' = v + W(q v + p x)`` (module docstring), one band filter with ``v`` as base, or ``v`` itself
+        when the step gets no correction. Per-element coefficients (per-frame / per-token noise levels) fall
+        back to forming ``x0``. No finiteness check here: the caller (the tap) decides.
+        """
+        check_latents(v, "v")
+        check_same_shape(x, v, ("x", "v"))
+        if not (_is_scalar(a) and _is_scalar(b) and _is_scalar(step.beta) and _is_scalar(step.s)):
+            safe_b = torch.where(b == 0, torch.ones_like(b), b) if isinstance(b, Tensor) else b
+            x0 = x * a + v * b
+            new = self(x0, x, step)
+            return v if new is x0 else v + (new - x0) / safe_b
+        found = self._step_gains(step)
+        if found is None:
+            return v
+        gains, c0, c1 = found
+        a_f, b_f, c0_f, c1_f = float(a), float(b), float(c0), float(c1)
+        # (c0 - 1) a + c1 = a (alpha_next - 1) + c1 (1 - a alpha): exactly 0 for flow and VE epsilon, where the
+        # two parts cancel; a remainder at rounding level is dropped instead of costing a pass over x.
+        alpha_n, alpha = float(step.alpha_next), float(step.alpha)
+        part1, part2 = a_f * (alpha_n - 1.0), c1_f * (1.0 - a_f * alpha)
+        num = part1 + part2
+        terms: list[tuple[Any, Tensor]] = [(c0_f - 1.0, v)]
+        if abs(num) > 1e-12 * (abs(part1) + abs(part2)):
+            terms.append((num / b_f, x))
+        return self._filter(gains, v, terms, base=v)
 
     def after_step(self, x_prev: Tensor, x0: Tensor, step: StepInfo) -> Tensor:
         """Eq. 17-19 as written: correct a finished step's ``x_prev`` with the step's ``x0_hat``.

@@ -35,6 +35,8 @@ class EpsScaling:
         check_same_shape(x, x0)
         if self.scale == 1.0:
             return x0
+        if step.param != "flow" and not isinstance(step.alpha, Tensor) and step.alpha <= 0.0:
+            return x0  # zero terminal SNR (CogVideoX's first step): x = eps, no x0 to correct through eps
         k = 1.0 - 1.0 / self.scale
         noise = x - x0 * step.alpha  # beta * eps
         gain = k if step.param == "flow" else k / step.alpha

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from vidfix.protocols import StepInfo
+from vidfix.protocols import Scalar, StepInfo
 
 __all__ = ["Identity"]
 
@@ -17,6 +17,10 @@ class Identity:
 
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
         return x0
+
+    def correct_output(self, v: Tensor, x: Tensor, step: StepInfo, *, a: Scalar, b: Scalar) -> Tensor:
+        """The tap's folded form (see :meth:`vidfix.correctors.DCW.correct_output`): ``v`` itself."""
+        return v
 
     def to_dict(self) -> dict[str, object]:
         return {"type": "identity"}
