@@ -531,7 +531,8 @@ def band_filter(
         scalar["temporal"] = scalar["spatial"]
     if used == "haar":
         low, sp, tm = scalar["low"], scalar["spatial"], scalar["temporal"]
-        return _haar_filter(terms, low, sp, tm, dims, level, mode, base)
+        floats = [(float(a), t) for a, t in terms]  # scalars by now
+        return _haar_filter(floats, low, sp, tm, dims, level, mode, base)
     out = _generic_filter(_combine(terms), scalar, dims, level, wavelet, backend, mode)
     return out if base is None else out.add_(base)
 
@@ -539,6 +540,11 @@ def band_filter(
 def _combine(terms: Sequence[tuple[Gain, Tensor]]) -> Tensor:
     out = None
     for a, t in terms:
-        out = t * a if out is None else out.add_(t, alpha=a)
+        if out is None:
+            out = t * a
+        elif isinstance(a, Tensor):
+            out = out.add_(t * a)
+        else:
+            out = out.add_(t, alpha=a)
     assert out is not None
     return out

@@ -58,7 +58,7 @@ def _per_frame(v: Coef, rank: int, B: int, F: int) -> Coef | None:
     for ax, n in enumerate(shape):
         if n == 1:
             continue
-        if ax == 0 and n == B or ax == frame_axis and n == F:
+        if (ax == 0 and n == B) or (ax == frame_axis and n == F):
             continue
         return None
     return t.reshape(shape[0], shape[2] if rank == 5 else 1).float()  # (B | 1, F | 1)

@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ class CpuKernel:
     """The loaded library: its path and the C entry point."""
 
     path: Path
-    fn: ctypes._CFuncPtr
+    fn: Any  # the ctypes function vidfix_haar_filter
 
     def __call__(
         self,

@@ -29,7 +29,7 @@ def _haar_filter_body(
     cb, cf,
     PAIR_T: tl.constexpr, MODE: tl.constexpr, OUT_BF16: tl.constexpr, BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
-):  # fmt: skip  # type: ignore[no-untyped-def]
+):  # fmt: skip
     # Written out by hand (no lists, no tuple indexing, no helper functions): plain Triton only.
     pid = tl.program_id(0)  # (b, c, time pair)
     p = pid % n_pairs
@@ -137,14 +137,18 @@ def _haar_filter_body(
     if OUT_BF16:
         # Round to nearest even by hand (NaN kept): the same bits on a GPU and under TRITON_INTERPRET,
         # whose float32 -> bfloat16 cast truncates.
-        w00 = tl.where(w00 != w00, 0x7FC0, (w00.to(tl.uint32, bitcast=True) + 0x7FFF + ((w00.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-        w01 = tl.where(w01 != w01, 0x7FC0, (w01.to(tl.uint32, bitcast=True) + 0x7FFF + ((w01.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-        w10 = tl.where(w10 != w10, 0x7FC0, (w10.to(tl.uint32, bitcast=True) + 0x7FFF + ((w10.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-        w11 = tl.where(w11 != w11, 0x7FC0, (w11.to(tl.uint32, bitcast=True) + 0x7FFF + ((w11.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-        w00 = w00.to(tl.bfloat16, bitcast=True)
-        w01 = w01.to(tl.bfloat16, bitcast=True)
-        w10 = w10.to(tl.bfloat16, bitcast=True)
-        w11 = w11.to(tl.bfloat16, bitcast=True)
+        b00 = w00.to(tl.uint32, bitcast=True)
+        b01 = w01.to(tl.uint32, bitcast=True)
+        b10 = w10.to(tl.uint32, bitcast=True)
+        b11 = w11.to(tl.uint32, bitcast=True)
+        w00 = tl.where(w00 != w00, 0x7FC0, (b00 + 0x7FFF + ((b00 >> 16) & 1)) >> 16)
+        w01 = tl.where(w01 != w01, 0x7FC0, (b01 + 0x7FFF + ((b01 >> 16) & 1)) >> 16)
+        w10 = tl.where(w10 != w10, 0x7FC0, (b10 + 0x7FFF + ((b10 >> 16) & 1)) >> 16)
+        w11 = tl.where(w11 != w11, 0x7FC0, (b11 + 0x7FFF + ((b11 >> 16) & 1)) >> 16)
+        w00 = w00.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        w01 = w01.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        w10 = w10.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        w11 = w11.to(tl.uint16).to(tl.bfloat16, bitcast=True)
     ty = o_ptr.dtype.element_ty
     tl.store(o0 + oo00, w00.to(ty), mask=keep00)
     tl.store(o0 + oo01, w01.to(ty), mask=keep01)
@@ -162,14 +166,18 @@ def _haar_filter_body(
         w10 = gu * x10 + gv * y10 + kt * m10 + tb
         w11 = gu * x11 + gv * y11 + kt * m11 + tb
         if OUT_BF16:
-            w00 = tl.where(w00 != w00, 0x7FC0, (w00.to(tl.uint32, bitcast=True) + 0x7FFF + ((w00.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-            w01 = tl.where(w01 != w01, 0x7FC0, (w01.to(tl.uint32, bitcast=True) + 0x7FFF + ((w01.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-            w10 = tl.where(w10 != w10, 0x7FC0, (w10.to(tl.uint32, bitcast=True) + 0x7FFF + ((w10.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-            w11 = tl.where(w11 != w11, 0x7FC0, (w11.to(tl.uint32, bitcast=True) + 0x7FFF + ((w11.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16).to(tl.uint16)
-            w00 = w00.to(tl.bfloat16, bitcast=True)
-            w01 = w01.to(tl.bfloat16, bitcast=True)
-            w10 = w10.to(tl.bfloat16, bitcast=True)
-            w11 = w11.to(tl.bfloat16, bitcast=True)
+            b00 = w00.to(tl.uint32, bitcast=True)
+            b01 = w01.to(tl.uint32, bitcast=True)
+            b10 = w10.to(tl.uint32, bitcast=True)
+            b11 = w11.to(tl.uint32, bitcast=True)
+            w00 = tl.where(w00 != w00, 0x7FC0, (b00 + 0x7FFF + ((b00 >> 16) & 1)) >> 16)
+            w01 = tl.where(w01 != w01, 0x7FC0, (b01 + 0x7FFF + ((b01 >> 16) & 1)) >> 16)
+            w10 = tl.where(w10 != w10, 0x7FC0, (b10 + 0x7FFF + ((b10 >> 16) & 1)) >> 16)
+            w11 = tl.where(w11 != w11, 0x7FC0, (b11 + 0x7FFF + ((b11 >> 16) & 1)) >> 16)
+            w00 = w00.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+            w01 = w01.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+            w10 = w10.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+            w11 = w11.to(tl.uint16).to(tl.bfloat16, bitcast=True)
         o1 = o0 + so_f
         tl.store(o1 + oo00, w00.to(ty), mask=keep00 & f1_real)
         tl.store(o1 + oo01, w01.to(ty), mask=keep01 & f1_real)
