@@ -30,7 +30,7 @@ from vidfix.scripts.bench import machine_line, today, write_section
 
 from vidfix import DCW, StepInfo
 
-__all__ = ["CORRECTORS", "STEP", "BenchConfig", "main", "markdown", "run"]
+__all__ = ["CORRECTORS", "GPUS", "STEP", "WAN21", "BenchConfig", "DiT", "main", "markdown", "on_paper", "run"]
 
 SUMMARY = "time and memory of one 3D correction step (fused kernel vs eager vs ptwt vs the memory floor)"
 
@@ -175,6 +175,96 @@ def run(cfg: BenchConfig) -> list[DtypeResult]:
     return rows
 
 
+# ----------------------------------------------------------------------------------------------------------
+# On paper: the correction against a Wan 2.1 step at 480p on an H100 / H200.
+
+
+@dataclass(frozen=True)
+class DiT:
+    """A Wan 2.1 text-to-video transformer, from its published config (github.com/Wan-Video/Wan2.1,
+    ``wan/configs/wan_t2v_1_3B.py``, ``wan_t2v_14B.py``, ``shared_config.py``: ``text_len = 512``)."""
+
+    name: str
+    dim: int
+    ffn_dim: int
+    num_layers: int
+    text_len: int = 512
+
+    def call_flops(self, tokens: int) -> float:
+        """Matmul FLOPs of one forward (2 per multiply-add); norms, modulation and the head are left out.
+
+        Per block: self-attention (q, k, v, o projections ``8 L d^2``; scores and weighted sum ``4 L^2 d``),
+        cross-attention to the text (``4 L d^2 + 4 T d^2 + 4 L T d``) and the FFN (``4 L d f``).
+        """
+        L, d, f, T = tokens, self.dim, self.ffn_dim, self.text_len
+        block = 8 * L * d * d + 4 * L * L * d + 4 * L * d * d + 4 * T * d * d + 4 * L * T * d + 4 * L * d * f
+        return float(self.num_layers * block)
+
+
+WAN21 = (DiT("Wan 2.1 1.3B", 1536, 8960, 30), DiT("Wan 2.1 14B", 5120, 13824, 40))
+# HBM bandwidth (bytes/s) and dense BF16 tensor-core peak (FLOP/s), NVIDIA's H100 SXM and H200 datasheets.
+GPUS = {"H100 SXM": (3.35e12, 989e12), "H200": (4.8e12, 989e12)}
+LAUNCH_S = 10e-6  # fixed cost of one fused call on a GPU: a kernel launch and the coefficient table
+EAGER_BYTES, EAGER_LAUNCHES = 10.0, 20  # the unfused path: ~10x the floor's traffic (CPU: 7-13x), ~20 kernels
+
+
+def on_paper(
+    latent: tuple[int, ...] = (1, 16, 21, 60, 104), patch: tuple[int, int, int] = (1, 2, 2)
+) -> list[dict[str, Any]]:
+    """The correction's share of a Wan 2.1 call and step, from FLOPs and bytes (no measurement).
+
+    A call takes at least ``FLOPs / peak`` (100% utilisation: real calls are slower, so the shares are upper
+    bounds); a step is two calls (classifier-free guidance, Wan's default). The fused correction moves the
+    floor's bytes (read ``x0`` and ``x``, write once, bf16) at full bandwidth plus :data:`LAUNCH_S`; the
+    unfused (eager) path is taken at :data:`EAGER_BYTES` times the bytes and :data:`EAGER_LAUNCHES` launches.
+
+    >>> rows = on_paper()
+    >>> all(r["fused_pct_step"] < 0.01 for r in rows)
+    True
+    """
+    B, C, F, H, W = latent
+    tokens = B * (F // patch[0]) * (H // patch[1]) * (W // patch[2])
+    floor_bytes = 3 * B * C * F * H * W * 2  # bf16
+    rows = []
+    for model in WAN21:
+        flops = model.call_flops(tokens)
+        for gpu, (bandwidth, peak) in GPUS.items():
+            call_s = flops / peak
+            fused_s = floor_bytes / bandwidth + LAUNCH_S
+            eager_s = EAGER_BYTES * floor_bytes / bandwidth + EAGER_LAUNCHES * 5e-6
+            rows.append({
+                "model": model.name, "gpu": gpu, "tokens": tokens, "call_tflop": flops / 1e12,
+                "call_ms": 1e3 * call_s, "fused_us": 1e6 * fused_s, "eager_us": 1e6 * eager_s,
+                "fused_pct_step": 100 * fused_s / (2 * call_s), "eager_pct_step": 100 * eager_s / (2 * call_s),
+            })  # fmt: skip
+    return rows
+
+
+def paper_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """The on-paper table (see :func:`on_paper`)."""
+    L = [
+        "",
+        "**On paper: Wan 2.1 at 480p** (832x480, 81 frames: latent (1, 16, 21, 60, 104), "
+        f"{rows[0]['tokens']} tokens; `vidfix.scripts.bench_corrector.on_paper`). Model: matmul FLOPs of one call "
+        "from the published configs (Wan-Video/Wan2.1 `wan/configs`), at the dense BF16 peak, so a lower bound "
+        "on its time; a step = 2 calls (classifier-free guidance). Correction: the floor's bytes (bf16) at "
+        f"HBM bandwidth plus {1e6 * LAUNCH_S:.0f} us of launch; unfused: {EAGER_BYTES:.0f}x the bytes and "
+        f"{EAGER_LAUNCHES} launches. GPU figures from NVIDIA's H100 SXM (3.35 TB/s, 989 TFLOP/s) and H200 "
+        "(4.8 TB/s, 989 TFLOP/s) datasheets.",
+        "",
+        "| model | GPU | TFLOP per call | call >= ms | fused correction us | % of a step | unfused us | % of a step |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        L.append(
+            f"| {r['model']} | {r['gpu']} | {r['call_tflop']:.0f} | {r['call_ms']:.0f} | {r['fused_us']:.1f} | "
+            f"{r['fused_pct_step']:.4f} | {r['eager_us']:.0f} | {r['eager_pct_step']:.4f} |"
+        )
+    worst = max(r["fused_pct_step"] for r in rows)
+    L += ["", f"Target <= 0.01% of a step: {_verdict(worst <= 0.01)} (largest share {worst:.4f}%, fused)."]
+    return L
+
+
 def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
@@ -185,7 +275,7 @@ def markdown(cfg: BenchConfig, rows: list[DtypeResult], command: str) -> str:
     clock = "wall ms (CUDA, synchronized)" if cuda else "CPU ms, 1 thread"
     wall = "" if cuda else f" | wall ms, {cfg.threads} threads | wall x floor"
     L = [
-        "## Corrector speed (`vidfix bench corrector`)",
+        "## Corrector speed (`vidfix bench corrector`)" + (", CUDA" if cuda else ""),
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine_line()}, device `{cfg.device}`  ",
@@ -233,6 +323,15 @@ def markdown(cfg: BenchConfig, rows: list[DtypeResult], command: str) -> str:
             + f"; eager path {r.x_floor['DCW 3d, 3 groups, eager']:.2f}x, ptwt "
             f"{r.x_floor['DCW 3d, 3 groups, ptwt']:.2f}x."
         )
+    if not cuda:
+        L += [
+            "",
+            "GPU: the Triton kernel is tested on the CPU under `TRITON_INTERPRET=1` (tests/test_kernels.py); no GPU "
+            "was lent to this work, so there are no CUDA timings here. `python scripts/gpu_check.py` checks and "
+            "times it on any CUDA machine in a few minutes (`vidfix bench corrector --device cuda` writes its own "
+            "section).",
+        ]
+    L += paper_markdown(on_paper())
     return "\n".join(L)
 
 
@@ -275,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(cfg, rows, " ".join(["vidfix bench corrector", *args]))
     print(text)
     if cfg.write:
-        print(f"\nwritten to {write_section('corrector', text, path=cfg.output)}")
+        section = "corrector-cuda" if cfg.device.startswith("cuda") else "corrector"
+        print(f"\nwritten to {write_section(section, text, path=cfg.output)}")
     return 0
 
 

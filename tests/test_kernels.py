@@ -12,6 +12,8 @@ from typing import get_args
 
 import pytest
 import torch
+from vidfix.scripts import gpu_check
+from vidfix.scripts.gpu_check import bf16_excess
 
 import vidfix.kernels as kernels
 from vidfix import DCW, StepInfo
@@ -57,10 +59,8 @@ def _fused(x0, x, gains, a1, a2, *, dims="3d", mode="symmetric", impl="auto"):
 
 def _assert_bf16_rounding(out, ref):
     """Each value within half a bfloat16 ulp of the float64 reference (plus float32 arithmetic slack)."""
-    mag = ref.abs().clamp_min(2.0**-126)
-    half_ulp = torch.exp2(torch.floor(torch.log2(mag)) - 8)  # bf16: 8 significant bits
-    err = (out.double() - ref).abs()
-    assert bool((err <= half_ulp + 1e-5).all()), f"max excess {float((err - half_ulp).max()):.3g}"
+    excess = bf16_excess(out, ref)
+    assert excess <= 1e-5, f"max excess over half an ulp {excess:.3g}"
 
 
 @pytest.fixture
@@ -282,3 +282,20 @@ def test_bf16_bound_is_tight():
         _assert_bf16_rounding(torch.tensor([1.0], dtype=torch.bfloat16), ref + 2.0**-9)
     _assert_bf16_rounding(torch.tensor([1.0 + 2.0**-7], dtype=torch.bfloat16), ref + 2.0**-9)
     assert math.isclose(float(torch.tensor(1.0 + 2.0**-7, dtype=torch.bfloat16)), 1.0 + 2.0**-7)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The prepared GPU check (scripts/gpu_check.py): its cases through the C++ kernel, and no CUDA.
+
+
+def test_gpu_check_cases_pass_on_the_cpu_kernel():
+    results = gpu_check.check_cases("cpu", impl="cpu")
+    assert len(results) == 2 * len(gpu_check.CASES)
+    assert all(ok for _, _, ok, _ in results), [r for r in results if not r[2]]
+
+
+def test_gpu_check_without_cuda_says_so_and_exits_0(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "no CUDA device" in out

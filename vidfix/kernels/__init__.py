@@ -29,6 +29,7 @@ and compute in float32 for float32, bfloat16 and float16 storage (rounded once a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -79,10 +80,17 @@ def _table(
         g_low - g_sp,
     ]
     if not any(isinstance(c, Tensor) for c in cols):
-        return torch.tensor(cols, dtype=torch.float32).reshape(1, 1, 6).to(device)
+        return _scalar_table(tuple(float(c) for c in cols), device)
     ts = [c if isinstance(c, Tensor) else torch.tensor(c, dtype=torch.float32).reshape(1, 1) for c in cols]
     ts = [t.to(device=device, dtype=torch.float32) for t in ts]
     return torch.stack(torch.broadcast_tensors(*ts), dim=-1).contiguous()  # (B | 1, F | 1, 6)
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_table(cols: tuple[float, ...], device: torch.device) -> Tensor:
+    """A ``(1, 1, 6)`` table, cached: a sampler repeats the same few steps, and on CUDA each new table is a
+    host-to-device copy. The kernels only read it."""
+    return torch.tensor(cols, dtype=torch.float32).reshape(1, 1, 6).to(device)
 
 
 def _inner_contiguous(t: Tensor) -> bool:
