@@ -30,7 +30,8 @@ def _haar_filter_body(
     PAIR_T: tl.constexpr, MODE: tl.constexpr, OUT_BF16: tl.constexpr, BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    # Written out by hand (no lists, no tuple indexing, no helper functions): plain Triton only.
+    # Written out by hand (no lists, no tuple indexing, no helper functions): plain Triton only. Loops over
+    # the pair's frames are static (unrolled), their branches compile-time.
     pid = tl.program_id(0)  # (b, c, time pair)
     p = pid % n_pairs
     bc = pid // n_pairs
@@ -125,47 +126,42 @@ def _haar_filter_body(
     big = 0.25 * (m00 + wc * m01 + wr * (m10 + wc * m11))  # 2x2 block mean of m
 
     # Write frame f0, then frame f0 + 1 when it exists (then it is f1, whose samples are loaded).
-    gu = tl.load(k0 + 2)
-    gv = tl.load(k0 + 3)
-    kt = tl.load(k0 + 4)
-    kb = tl.load(k0 + 5)
-    tb = kb * big
-    w00 = gu * u00 + gv * v00 + kt * m00 + tb
-    w01 = gu * u01 + gv * v01 + kt * m01 + tb
-    w10 = gu * u10 + gv * v10 + kt * m10 + tb
-    w11 = gu * u11 + gv * v11 + kt * m11 + tb
-    if OUT_BF16:
-        # Round to nearest even by hand (NaN kept): the same bits on a GPU and under TRITON_INTERPRET,
-        # whose float32 -> bfloat16 cast truncates.
-        b00 = w00.to(tl.uint32, bitcast=True)
-        b01 = w01.to(tl.uint32, bitcast=True)
-        b10 = w10.to(tl.uint32, bitcast=True)
-        b11 = w11.to(tl.uint32, bitcast=True)
-        w00 = tl.where(w00 != w00, 0x7FC0, (b00 + 0x7FFF + ((b00 >> 16) & 1)) >> 16)
-        w01 = tl.where(w01 != w01, 0x7FC0, (b01 + 0x7FFF + ((b01 >> 16) & 1)) >> 16)
-        w10 = tl.where(w10 != w10, 0x7FC0, (b10 + 0x7FFF + ((b10 >> 16) & 1)) >> 16)
-        w11 = tl.where(w11 != w11, 0x7FC0, (b11 + 0x7FFF + ((b11 >> 16) & 1)) >> 16)
-        w00 = w00.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-        w01 = w01.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-        w10 = w10.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-        w11 = w11.to(tl.uint16).to(tl.bfloat16, bitcast=True)
     ty = o_ptr.dtype.element_ty
-    tl.store(o0 + oo00, w00.to(ty), mask=keep00)
-    tl.store(o0 + oo01, w01.to(ty), mask=keep01)
-    tl.store(o0 + oo10, w10.to(ty), mask=keep10)
-    tl.store(o0 + oo11, w11.to(ty), mask=keep11)
-    if PAIR_T == 2:
-        k2 = coef_ptr + b * cb + (f0 + 1) * cf
-        gu = tl.load(k2 + 2, mask=f1_real, other=0.0)
-        gv = tl.load(k2 + 3, mask=f1_real, other=0.0)
-        kt = tl.load(k2 + 4, mask=f1_real, other=0.0)
-        kb = tl.load(k2 + 5, mask=f1_real, other=0.0)
+    for fi in tl.static_range(PAIR_T):
+        if fi == 0:
+            kf = k0
+            real = f0 < F
+            p00 = u00
+            p01 = u01
+            p10 = u10
+            p11 = u11
+            q00 = v00
+            q01 = v01
+            q10 = v10
+            q11 = v11
+        else:
+            kf = coef_ptr + b * cb + (f0 + 1) * cf
+            real = f1_real
+            p00 = x00
+            p01 = x01
+            p10 = x10
+            p11 = x11
+            q00 = y00
+            q01 = y01
+            q10 = y10
+            q11 = y11
+        gu = tl.load(kf + 2, mask=real, other=0.0)
+        gv = tl.load(kf + 3, mask=real, other=0.0)
+        kt = tl.load(kf + 4, mask=real, other=0.0)
+        kb = tl.load(kf + 5, mask=real, other=0.0)
         tb = kb * big
-        w00 = gu * x00 + gv * y00 + kt * m00 + tb
-        w01 = gu * x01 + gv * y01 + kt * m01 + tb
-        w10 = gu * x10 + gv * y10 + kt * m10 + tb
-        w11 = gu * x11 + gv * y11 + kt * m11 + tb
+        w00 = gu * p00 + gv * q00 + kt * m00 + tb
+        w01 = gu * p01 + gv * q01 + kt * m01 + tb
+        w10 = gu * p10 + gv * q10 + kt * m10 + tb
+        w11 = gu * p11 + gv * q11 + kt * m11 + tb
         if OUT_BF16:
+            # Round to nearest even by hand (NaN kept): the same bits on a GPU and under TRITON_INTERPRET,
+            # whose float32 -> bfloat16 cast truncates.
             b00 = w00.to(tl.uint32, bitcast=True)
             b01 = w01.to(tl.uint32, bitcast=True)
             b10 = w10.to(tl.uint32, bitcast=True)
@@ -178,11 +174,11 @@ def _haar_filter_body(
             w01 = w01.to(tl.uint16).to(tl.bfloat16, bitcast=True)
             w10 = w10.to(tl.uint16).to(tl.bfloat16, bitcast=True)
             w11 = w11.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-        o1 = o0 + so_f
-        tl.store(o1 + oo00, w00.to(ty), mask=keep00 & f1_real)
-        tl.store(o1 + oo01, w01.to(ty), mask=keep01 & f1_real)
-        tl.store(o1 + oo10, w10.to(ty), mask=keep10 & f1_real)
-        tl.store(o1 + oo11, w11.to(ty), mask=keep11 & f1_real)
+        of = o0 + fi * so_f
+        tl.store(of + oo00, w00.to(ty), mask=keep00 & real)
+        tl.store(of + oo01, w01.to(ty), mask=keep01 & real)
+        tl.store(of + oo10, w10.to(ty), mask=keep10 & real)
+        tl.store(of + oo11, w11.to(ty), mask=keep11 & real)
 
 
 _kernels: dict[bool, Any] = {}
