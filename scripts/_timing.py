@@ -125,23 +125,25 @@ def children_cpu() -> float:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_malloc_pinned: list[bool] = []
+_libc: list[ctypes.CDLL | None] = []
 
 
-def _pin_malloc() -> None:
-    """Fix glibc's mmap and trim thresholds at 128 KB (glibc raises them after frees, keeping memory)."""
-    if _malloc_pinned:
-        return
-    _malloc_pinned.append(True)
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-    except (OSError, AttributeError):
-        pass
+def _release_freed_memory() -> None:
+    """Fix glibc's mmap and trim thresholds at 128 KB (glibc raises them after frees, keeping memory) and
+    hand every free page back to the system, so the next allocation shows in the resident set."""
+    if not _libc:
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name) if name else None
+            if libc is not None:
+                libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+                libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+        except (OSError, AttributeError):
+            libc = None
+        _libc.append(libc)
+    libc = _libc[0]
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _status_kb(key: str) -> int:
@@ -159,7 +161,7 @@ def peak_memory(fn: Callable[[], object]) -> int | None:
     rest of the process (every large block is then mapped afresh, page faults included): measure memory
     after the timings.
     """
-    _pin_malloc()
+    _release_freed_memory()
     try:
         before = _status_kb("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
