@@ -1,7 +1,9 @@
 """``vidfix bench <target>``: benchmarks that write their numbers to BENCHMARKS.md.
 
 Each target lives in ``vidfix.scripts.bench_<target>`` with ``main(argv) -> int`` and writes its own
-section of BENCHMARKS.md (see :func:`write_section`), with the command, machine and date.
+section of BENCHMARKS.md (see :func:`write_section`), with the command, machine and date; ``--no-write``
+prints instead and leaves the working tree alone. The timing method (1-thread process CPU time, interleaved
+rounds, the load recorded) lives in :mod:`vidfix.scripts._timing`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ __all__ = ["TARGETS", "machine_line", "main", "write_section"]
 SUMMARY = "benchmarks (corrector, metrics, quality, speed, startup) written to BENCHMARKS.md"
 
 TARGETS: dict[str, str] = {
-    "corrector": "time of one 3D correction step: fast Haar path vs ptwt vs the memory floor",
+    "corrector": "time and memory of one 3D correction step: fused kernel vs eager vs ptwt vs the memory floor",
     "metrics": "frames per second of the drift metrics vs decoding alone",
     "quality": "drift of the reference model with each corrector and baseline",
-    "speed": "corrector overhead, sampler and multi-process throughput",
+    "speed": "corrector vs a model call, sampler frames/s, seeds/s over 1-2 processes and 2 threads",
     "startup": "start-up time of every command (fresh processes): --help and a process that generates",
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--output", default="BENCHMARKS.md", help="markdown file whose quality section is replaced"
     )
-    g.add_argument("--plots", default="docs/bench", help="folder of the PNG plots (default docs/bench)")
+    g.add_argument(
+        "--plots", help="folder of the PNG plots (default docs/bench; with --no-write a temporary folder)"
+    )
     g.add_argument("--json", help="every number as JSON (default: PLOTS/quality.json)")
     g.add_argument("--from-json", metavar="FILE", help="re-render a saved result (no generation)")
     g.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -152,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(ns.threads)
     command = " ".join(["vidfix bench quality", *args])
-    plots_dir = Path(ns.plots)
+    # --no-write leaves the repository alone: plots and JSON go to a temporary folder unless named.
+    plots_dir = Path(
+        ns.plots or (tempfile.mkdtemp(prefix="vidfix-bench-quality-") if ns.no_write else "docs/bench")
+    )
     json_path = Path(ns.json) if ns.json else plots_dir / "quality.json"
     try:
         if ns.from_json:
@@ -186,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not ns.no_write:
         print(f"\nwritten to {write_section('quality', text, path=out)}")
+    elif not ns.plots:
+        print(f"\n--no-write: BENCHMARKS.md left alone; plots and JSON in {plots_dir}")
     return 0
 
 

@@ -178,6 +178,11 @@ def test_cli_writes_a_section(
     assert bench_quality.main(["--from-json", str(tmp_path / "plots" / "quality.json"), "--output", str(out),
                                "--plots", str(tmp_path / "plots")]) == 0  # fmt: skip
     assert out.read_text() == text
+    # --no-write: nothing written in the working folder (BENCHMARKS.md, plots, JSON go nowhere near it).
+    monkeypatch.chdir(tmp_path / "plots")
+    before = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert bench_quality.main(["--from-json", "quality.json", "--output", "B.md", "--no-write"]) == 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == before
 
 
 def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:

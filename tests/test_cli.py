@@ -103,4 +103,4 @@ def test_bench_corrector_writes_and_replaces_its_section(tmp_path):
     assert bench_corrector.main(args) == 0  # rerun replaces, never duplicates
     text = path.read_text()
     assert text.count("<!-- bench:corrector -->") == 1 and "keep me" in text
-    assert "| float32 | fast 3d, 3 groups |" in text and "Command: `vidfix bench corrector" in text
+    assert "**float32**" in text and "| DCW 3d, 3 groups |" in text and "Command: `vidfix bench corrector" in text

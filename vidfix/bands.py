@@ -488,7 +488,7 @@ def band_filter(
     wavelet: str = "haar",
     backend: Backend = "auto",
     mode: PadMode = "symmetric",
-    terms: Sequence[tuple[float, Tensor]] | None = None,
+    terms: Sequence[tuple[Gain, Tensor]] | None = None,
     base: Tensor | None = None,
 ) -> Tensor:
     """``IDWT(gain ⊙ DWT(x))``: multiply each band group by its gain and transform back.
@@ -496,13 +496,27 @@ def band_filter(
     Groups missing from ``gains`` get gain 0, so ``band_filter(x, {"low": 1})`` is the low-pass part of ``x``.
     A gain may be a tensor broadcastable to ``x`` (per-frame or per-token gains): then each group's
     component is weighted element-wise after the inverse transform. ``terms`` lets the fast path filter a
-    linear combination ``sum a_i t_i`` without materialising it (``x`` is then only the reference tensor),
-    and ``base`` is added to the result in the same final pass (``base + W(x)``).
+    linear combination ``sum a_i t_i`` without materialising it (``x`` is then only the reference tensor;
+    a coefficient may be a tensor broadcastable to ``x``, e.g. per frame), and ``base`` is added to the
+    result in the same final pass (``base + W(x)``).
+
+    With ``backend="auto"``, the Haar wavelet and ``level=1``, the call runs as one fused kernel where
+    :func:`vidfix.kernels.fused_band_filter` supports it (C++ on the CPU, Triton on CUDA; float32, bfloat16,
+    float16; 1-2 terms with ``base`` one of them; per-(batch, frame) tensors), else on the eager path below,
+    which is also the reference (``backend="haar"`` forces it).
     """
     _check_gain_names(gains)
     used = _resolve(x, dims, level, wavelet, backend, mode)
     if terms is None:
         terms = [(1.0, x)]
+    if used == "haar" and backend == "auto" and level == 1:
+        from vidfix.kernels import fused_band_filter
+
+        fused = fused_band_filter(x, gains, terms, dims=dims, mode=mode, base=base)
+        if fused is not None:
+            return fused
+    if any(isinstance(a, Tensor) for a, _ in terms):  # tensor coefficients: build the combination first
+        terms = [(1.0, _combine(terms))]
     if not all(_is_scalar(g) for g in gains.values()):
         comps = group_components(
             _combine(terms), dims=dims, level=level, wavelet=wavelet, backend=backend, mode=mode
@@ -517,14 +531,20 @@ def band_filter(
         scalar["temporal"] = scalar["spatial"]
     if used == "haar":
         low, sp, tm = scalar["low"], scalar["spatial"], scalar["temporal"]
-        return _haar_filter(terms, low, sp, tm, dims, level, mode, base)
+        floats = [(float(a), t) for a, t in terms]  # scalars by now
+        return _haar_filter(floats, low, sp, tm, dims, level, mode, base)
     out = _generic_filter(_combine(terms), scalar, dims, level, wavelet, backend, mode)
     return out if base is None else out.add_(base)
 
 
-def _combine(terms: Sequence[tuple[float, Tensor]]) -> Tensor:
+def _combine(terms: Sequence[tuple[Gain, Tensor]]) -> Tensor:
     out = None
     for a, t in terms:
-        out = t * a if out is None else out.add_(t, alpha=a)
+        if out is None:
+            out = t * a
+        elif isinstance(a, Tensor):
+            out = out.add_(t * a)
+        else:
+            out = out.add_(t, alpha=a)
     assert out is not None
     return out

@@ -131,12 +131,9 @@ class DCW:
     def _filter(
         self, gains: dict[Group, Scalar], x: Tensor, terms: list[tuple[Any, Tensor]], base: Tensor
     ) -> Tensor:
-        """``base + IDWT(gains ⊙ DWT(sum a_i t_i))`` in as few passes as the transform allows."""
+        """``base + IDWT(gains ⊙ DWT(sum a_i t_i))`` in as few passes as the transform allows (one fused
+        kernel where :func:`vidfix.bands.band_filter` has one for the call)."""
         dims = self._dims_for(x)
-        scalar_terms = all(not isinstance(a, Tensor) for a, _ in terms)
-        if not scalar_terms:  # per-element step coefficients: build the difference first
-            diff = sum((t * a for a, t in terms), torch.zeros_like(x))
-            terms = [(1.0, diff)]
         return band_filter(
             x,
             gains,
