@@ -375,12 +375,10 @@ class VideoReader:
             stream.thread_count = self.threads
             rate = stream.average_rate or stream.guessed_rate
             log = self._log = _Log(
-                header_frames=int(stream.frames) or None, header_fps=float(rate) if rate else None
+                header_frames=int(stream.frames) or None,
+                header_fps=float(rate) if rate else None,
+                tick=float(stream.time_base or 0.0),
             )
-            if str(stream.codec_context.name) == "gif":
-                log.header_fps = probe(
-                    self.path
-                ).fps  # the real mean rate; the header's is the shortest delay
 
             def frames() -> Iterator[tuple[int, float, Any]]:
                 it = container.decode(stream)

@@ -582,7 +582,11 @@ def measure(
     vm = with_anchor(vm, anchor_frames)
     read = len(src.reader.notes) if src.reader is not None else 0  # the reader's notes come first
     for i, note in enumerate(vm.notes):
-        warnings.warn(note, VideoReadWarning if i < read else MetricsWarning, stacklevel=2)
+        warnings.warn(note, VideoReadWarning if i < read else MetricsWarning, stacklevel=3)
+    if vm.cuts and scenes == "split":  # information, not a warning
+        vm.notes.append(
+            f"{vm.name}: measured within {len(vm.cuts) + 1} scenes (cuts at frame {_listing(vm.index[vm.cuts])})"
+        )
     return vm
 
 
@@ -674,15 +678,10 @@ def _measure_pass(
         )
     index = np.concatenate(indices)
     all_times = np.concatenate(times)
-    if cuts:
-        where = ", ".join(str(int(index[c])) for c in cuts[:8]) + (" ..." if len(cuts) > 8 else "")
+    if cuts and scenes == "warn":
         notes.append(
-            f"{label}: {len(cuts)} scene cut(s) at frame {where} (PySceneDetect): "
-            + (
-                "measured within scenes"
-                if scenes == "split"
-                else "a cut reads as drift; measure within scenes with scenes='split' (vidfix drift --scenes)"
-            )
+            f"{label}: {len(cuts)} scene cut(s) at frame {_listing(index[cuts])} (PySceneDetect): a cut reads as "
+            "drift; measure within scenes with scenes='split' (vidfix drift --scenes)"
         )
     notes += [str(s.note) for s in scorers if getattr(s, "note", None)]
     series = {key: np.concatenate(vals) for key, vals in parts.items()}
@@ -711,6 +710,11 @@ def _measure_pass(
         if lpips is None
         else {"net": lpips.net, "weights": lpips.weights, "reportable": lpips.reportable},
     )
+
+
+def _listing(frames: Any, most: int = 8) -> str:
+    values = [str(int(f)) for f in frames]
+    return ", ".join(values[:most]) + (" ..." if len(values) > most else "")
 
 
 def _grid_tensor(grid: np.ndarray) -> Tensor:

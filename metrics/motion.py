@@ -52,6 +52,7 @@ FLOW_METHODS: tuple[FlowMethod, ...] = get_args(FlowMethod)
 DYNAMIC_THRESHOLD = 6.0  # VBench: pixels at a 256-pixel short side
 _SCALE = 256.0
 _TOP = 0.05  # VBench: mean of the largest 5% of magnitudes
+_RAFT_SIDE = 128  # RAFT's smallest input side
 
 
 class FlowWeightsError(RuntimeError):
@@ -78,20 +79,31 @@ def _gray8(x: np.ndarray) -> np.ndarray:
 
 
 def raft_flow(model: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """RAFT flow from ``a`` to ``b`` (``(h, w, 3)`` RGB, uint8 or float in [0, 1]): ``(h, w, 2)`` float32."""
+    """RAFT flow from ``a`` to ``b`` (``(h, w, 3)`` RGB, uint8 or float in [0, 1]): ``(h, w, 2)`` float32.
+
+    RAFT needs sides of at least 128 pixels, divisible by 8: smaller frames are enlarged first and the flow
+    scaled back.
+    """
     import torch.nn.functional as F
+
+    h, w = a.shape[:2]
+    scale = max(1.0, _RAFT_SIDE / min(h, w))
+    size = (8 * math.ceil(h * scale / 8), 8 * math.ceil(w * scale / 8))
 
     def prep(x: np.ndarray) -> Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x)).float()
         t = t / 255.0 if x.dtype == np.uint8 else t
-        return t.permute(2, 0, 1)[None] * 2 - 1  # (1, 3, h, w) in [-1, 1]
+        t = t.permute(2, 0, 1)[None] * 2 - 1  # (1, 3, h, w) in [-1, 1]
+        return F.interpolate(t, size=size, mode="bilinear", align_corners=False) if size != (h, w) else t
 
-    h, w = a.shape[:2]
-    ph, pw = -h % 8, -w % 8  # RAFT needs sides divisible by 8
-    ta, tb = (F.pad(prep(x), (0, pw, 0, ph), mode="replicate") for x in (a, b))
     with torch.no_grad():
-        flow = model(ta, tb)[-1][0, :, :h, :w]  # (2, h, w), last refinement
-    return flow.permute(1, 2, 0).contiguous().numpy()
+        flow = model(prep(a), prep(b))[-1]  # (1, 2, H', W'), the last refinement
+        if size != (h, w):
+            flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+            flow = flow * torch.tensor([w / size[1], h / size[0]]).view(
+                1, 2, 1, 1
+            )  # back to pixels of (h, w)
+    return flow[0].permute(1, 2, 0).contiguous().numpy()
 
 
 def load_raft(*, small: bool = True, download: bool = True) -> Any:

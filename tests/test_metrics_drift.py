@@ -270,7 +270,9 @@ def test_compare_with_and_without_stabilizer(base):
     fixed = measure(with_brightness(base, 0.03), name="stabilized", lags=())
     out = compare([plain, fixed])
     luma = out["luma_mean"]
-    assert luma["difference"]["stabilized"] == pytest.approx(-0.09 * (1 - 0.15), abs=0.01)  # 0.03 - 0.12 of ramp
+    assert luma["difference"]["stabilized"] == pytest.approx(
+        -0.09 * (1 - 0.15), abs=0.01
+    )  # 0.03 - 0.12 of ramp
     # In spreads of the baseline's own frame-to-frame scatter: far below noise, a large negative number.
     assert luma["spread"] == pytest.approx(spread(plain.series["luma_mean"]))
     assert luma["in_spread"]["stabilized"] == pytest.approx(luma["difference"]["stabilized"] / luma["spread"])

@@ -21,7 +21,9 @@ TO_LAYOUT = {
 }
 
 
-@pytest.mark.filterwarnings("ignore::vidfix.metrics.DataRangeWarning")  # a bright random clip looks like [0, 1]
+@pytest.mark.filterwarnings(
+    "ignore::vidfix.metrics.DataRangeWarning"
+)  # a bright random clip looks like [0, 1]
 @settings(max_examples=30, deadline=None)
 @given(arrays(np.uint8, st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6), st.just(3))))
 def test_every_layout_gives_the_same_frames(x):

@@ -76,7 +76,9 @@ def test_report_schema(report):
         v["frechet"]["distance"][-1] > v["frechet"]["distance"][0]
     )  # the brightness ramp leaves the reference
     luma = report["comparison"]["metrics"]["luma_mean"]
-    assert luma["difference"]["fixed.mkv"] == pytest.approx(-0.12 * (1 - 4 / 24), abs=0.01)  # 0.03 - 0.15 of the ramp
+    assert luma["difference"]["fixed.mkv"] == pytest.approx(
+        -0.12 * (1 - 4 / 24), abs=0.01
+    )  # 0.03 - 0.15 of the ramp
     assert report["comparison"]["spread_from"] == "references"
     assert luma["spread"] == pytest.approx(report["references"][0]["spread"]["luma_mean"])
     assert luma["in_spread"]["fixed.mkv"] < -10  # far outside what the real clip does by itself
