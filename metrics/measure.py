@@ -550,11 +550,18 @@ def measure(
     lag_list = _check_options(anchor_frames, lag_every, grid, lags, scenes)
     selection = dict(stride=stride, start=start, end=end, max_frames=max_frames)
     scorer_list = list(scorers)
+    seen: set[str] = set()
     for s in scorer_list:
         if not isinstance(s, FrameScorer):
             raise TypeError(
                 f"{type(s).__name__} is not a frame scorer (needs metrics, size, start() and __call__)"
             )
+        for key in s.metrics:
+            if key in METRICS:
+                raise ValueError(f"scorer series {key!r} is a built-in metric; give it another name")
+            if key in seen:
+                raise ValueError(f"series {key!r} comes from two scorers; each series needs its own name")
+            seen.add(key)
     sides = {s.size for s in scorer_list if s.size is not None}
     if lpips is not None:
         sides.add(lpips_size or _NATIVE)

@@ -107,6 +107,8 @@ def load_scorer(spec: str) -> FrameScorer:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"cannot load scorer {spec!r} ({target}): {err}") from err
+    if not callable(factory):
+        raise ValueError(f"{target} is a {type(factory).__name__}, not a frame scorer class or factory")
     scorer = factory()
     if not isinstance(scorer, FrameScorer):
         raise ValueError(
