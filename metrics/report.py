@@ -52,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -405,30 +406,11 @@ def drift_report(
     measured = [_anchored(run(v, n), chunk_frames, chunks) for v, n in zip(items, labels, strict=False)]
     references = [_anchored(run(r, n), chunk_frames, chunks) for r, n in zip(refs, ref_labels, strict=False)]
     ref_features = np.concatenate([r.features for r in references]) if references else None
-    entries = [
-        _video_entry(
-            vm,
-            fraction=fraction,
-            chunk_frames=chunk_frames,
-            chunks=chunks,
-            lags=lags,
-            reference_features=ref_features,
-            window=window,
-        )
-        for vm in measured
-    ]
-    ref_entries = [
-        _video_entry(
-            vm,
-            fraction=fraction,
-            chunk_frames=chunk_frames,
-            chunks=chunks,
-            lags=lags,
-            reference_features=None,
-            window=window,
-        )
-        for vm in references
-    ]
+    entry = functools.partial(
+        _video_entry, fraction=fraction, chunk_frames=chunk_frames, chunks=chunks, lags=lags, window=window
+    )
+    entries = [entry(vm, reference_features=ref_features) for vm in measured]
+    ref_entries = [entry(vm, reference_features=None) for vm in references]  # no Frechet of their own
     comparison = None
     if len(measured) > 1:
         comparison = {

@@ -4,9 +4,9 @@ A cut (a change of shot) moves colour, brightness and every other statistic at o
 largest "drift" in a video, and it is not drift. :func:`vidfix.metrics.measure` feeds each analysed frame to
 PySceneDetect's ``ContentDetector`` (mean change of hue, saturation and value between frames, threshold 27,
 scenes at least 15 frames long: its defaults), in its ``SUPPRESS`` mode, which decides a cut on the frame where it
-happens, so anchors can restart there. PySceneDetect shrinks frames to about 256 pixels wide itself before
-scoring; the score is a mean over pixels and barely depends on the size, and the tests check that the grid finds
-the same cuts as ``scenedetect.detect`` on the file.
+happens, so anchors can restart there. It scores the grid frames at half size (about 140-190 pixels wide);
+PySceneDetect shrinks frames to about 256 pixels wide itself, and the score is a mean over pixels that barely
+depends on the size: the tests check that the grid finds the same cuts as ``scenedetect.detect`` on the file.
 
 ``scenes="warn"`` (the default) detects cuts and says where they are; ``"split"`` also measures within scenes:
 anchors (SSIM and LPIPS to the first frame, ``delta_e``, feature consistency) restart at each cut, nothing
@@ -63,10 +63,16 @@ class CutDetector:
 
 
 def _bgr8(frame: Any) -> np.ndarray:
-    """One ``(h, w, 3)`` RGB frame as the 8-bit BGR image PySceneDetect expects."""
+    """One ``(h, w, 3)`` RGB grid frame as the 8-bit BGR image PySceneDetect expects, at half the grid's size
+    (2x2 means: the score is a mean over pixels; PySceneDetect shrinks frames to about 256 pixels wide itself)."""
+    import cv2
+
     if frame.dtype != np.uint8:
         frame = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(frame[..., ::-1])
+    h, w = frame.shape[:2]
+    if min(h, w) >= 64:
+        frame = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
 
 
 def segments(n: int, cuts: Any) -> list[tuple[int, int]]:
