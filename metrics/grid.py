@@ -90,7 +90,9 @@ def to_grid(frames: Any, shape: tuple[int, int]) -> np.ndarray:
             return frames
         x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (B, 3, H, W) channels-last view, no copy
         out = F.interpolate(x, size=shape, mode="bilinear", antialias=True, align_corners=False)
-        return out.permute(0, 2, 3, 1).numpy()  # (B, h, w, 3) uint8 (channels-last: no copy)
+        return np.ascontiguousarray(
+            out.permute(0, 2, 3, 1).numpy()
+        )  # (B, h, w, 3) uint8 (no copy if channels-last)
     x = frames.detach().float()
     if tuple(x.shape[-2:]) != shape:
         x = F.interpolate(x, size=shape, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)

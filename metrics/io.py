@@ -445,7 +445,8 @@ class VideoReader:
 
 def _batch(frames: list[np.ndarray], index: list[int], times: list[float]) -> FrameBatch:
     return FrameBatch(
-        frames=frames[0][None] if len(frames) == 1 else np.stack(frames),  # (B, H, W, 3); one frame: no copy
+        # (B, H, W, 3); one frame: a view (reshape keeps real strides, so torch sees channels-last memory)
+        frames=frames[0].reshape(1, *frames[0].shape) if len(frames) == 1 else np.stack(frames),
         index=np.asarray(index, dtype=np.int64),
         times=np.asarray(times, dtype=np.float64),
     )

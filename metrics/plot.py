@@ -6,7 +6,8 @@ One PNG, top to bottom:
   frame-to-frame scatter, :func:`vidfix.metrics.spread`), so metrics of different units share one axis; the grey
   band is +-2 spreads, the size of drift noise alone makes.
 - **Per-chunk drift**, when chunks are given: one heat map per video, a row per headline metric and a column per
-  chunk, the chunk's mean minus chunk 0's in spreads (red up, blue down; one colour scale for all).
+  chunk, the chunk's mean minus chunk 0's in spreads (red up, blue down; one colour scale for all, linear within
+  +-2 spreads and logarithmic beyond, so small and large drifts both show).
 - **Each metric over time**, one panel per metric (no shared axes, no legend over the data): x is the source
   frame number; chunk boundaries are thin grey lines, scene cuts dashed red lines.
 - Lag SSIM and the windowed Frechet distance, where measured.
@@ -115,7 +116,10 @@ def _chunk_panel(
     z = np.array(
         [_values(curve[m]) / sd[m] if sd[m] > 0 else np.full(len(curve[m]), np.nan) for m in metrics]
     )
-    image = ax.imshow(z, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+    from matplotlib.colors import SymLogNorm
+
+    norm = SymLogNorm(linthresh=2.0, vmin=-vmax, vmax=vmax, base=10)  # linear inside the +-2 noise band
+    image = ax.imshow(z, cmap="RdBu_r", norm=norm, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(len(metrics)), metrics, fontsize=7)
     ax.set_xlabel("chunk", fontsize=8)
     ax.set_title(f"per-chunk drift vs chunk 0 (spreads): {v['name']}", fontsize=9)
