@@ -3,7 +3,7 @@
 Frames are ``(T, 3, H, W)`` float in [0, 1] (sRGB); arrays and tensors state their layout (``THWC``, ``TCHW``,
 ``CTHW``, ``BCTHW``, ``BTCHW``, ``BTHWC``) and value range, lists of frames are stacked; files are decoded with
 PyAV frame by frame (timestamps kept) and shrunk at once to the analysis grid, so memory stays small at any
-resolution. Scene cuts are found with PySceneDetect. Optional: LPIPS (torch hub cache), subject and background
+resolution. Scene cuts are found with PySceneDetect's content score. Optional: LPIPS (torch hub cache), subject and background
 consistency (DINO, CLIP through ``transformers``), motion from optical flow (OpenCV DIS, or RAFT), and any
 :class:`FrameScorer` of your own. Importing this package loads neither diffusers nor any network.
 

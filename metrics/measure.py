@@ -687,7 +687,7 @@ def _measure_pass(
     all_times = np.concatenate(times)
     if cuts and scenes == "warn":
         notes.append(
-            f"{label}: {len(cuts)} scene cut(s) at frame {_listing(index[cuts])} (PySceneDetect): a cut reads as "
+            f"{label}: {len(cuts)} scene cut(s) at frame {_listing(index[cuts])} (content detector): a cut reads as "
             "drift; measure within scenes with scenes='split' (vidfix drift --scenes)"
         )
     notes += [str(s.note) for s in scorers if getattr(s, "note", None)]

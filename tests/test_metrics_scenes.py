@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from _videos import ramp, scene, three_scenes, to_u8, with_brightness
 from vidfix.metrics import (
+    CutDetector,
     MetricsWarning,
     drift_report,
     load_report,
@@ -39,6 +40,24 @@ def test_cuts_are_where_pyscenedetect_finds_them(cut_clip):
         vm = measure(cut_clip, lags=())
     assert expected == [30, 60] and vm.cuts == expected
     assert vm.scene_bounds == [(0, 90)]  # found, not split
+
+
+def test_content_scores_equal_pyscenedetects(cut_clip):
+    """The detector's per-frame score is PySceneDetect's ContentDetector score on the same (half-size) frames."""
+    from scenedetect import FrameTimecode
+    from scenedetect.detectors import ContentDetector
+    from vidfix.metrics.scenes import _half8
+
+    x = to_u8(three_scenes(T_EACH))
+    ours = CutDetector()
+    cuts = ours(x)
+    oracle = ContentDetector()
+    theirs = [
+        oracle._calculate_frame_score(FrameTimecode(i, fps=24.0), _half8(f)[..., ::-1].copy())  # BGR
+        for i, f in enumerate(x)
+    ]
+    np.testing.assert_allclose(ours.scores, theirs, rtol=1e-9, atol=1e-9)
+    assert np.flatnonzero(cuts).tolist() == [30, 60] and min(theirs[30], theirs[60]) > 27 > max(theirs[1:30])
 
 
 def test_a_clean_clip_with_two_cuts_shows_no_drift_within_scenes(cut_clip):
