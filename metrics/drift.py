@@ -8,6 +8,15 @@ everything here is generic over the metric. :class:`vidfix.metrics.VideoMetrics`
 - **Per-chunk curve**: each chunk's mean minus chunk 0's, for chunks of ``chunk_frames`` frames (the last may
   be shorter) or ``chunks`` near-equal chunks. :func:`video_drift_error` is LV-Bench's VDE (BlockVid, arXiv
   2511.22973): ``sum_i w_i |M_i - M_1| / |M_1|`` over chunks i = 2..N, weights ``N - i + 1`` (linear) or their log.
+  It is a relative error, so it is defined only for positive quality scores (``MetricInfo.score``: sharpness,
+  SSIM, flicker, consistency, motion smoothness); on a signed or near-zero metric (a colour cast, ``delta_e``,
+  clipping) it divides by noise and is not reported. Its weights also fall with time, so a steady ramp can score
+  below a noisy clean clip: read it beside the per-chunk curve.
+- **Scenes**: where scenes are measured separately, :func:`stitch` removes the jump at each cut before any
+  summary, so a cut is not drift and drift on both sides of it adds up.
+- **Comparisons** (:func:`compare`): the difference of absolute drifts, ``|d_video| - |d_baseline|``, and that
+  difference in units of the reference's own **spread** (:func:`spread`: the scatter of its per-frame values
+  about a straight line, scene by scene), never a ratio of two small numbers.
 - **Lag curve**: mean ``|M(t + k) - M(t)|`` over t, for lags k = 2, 5, 10, 20, 50 frames; flat means coherent.
   (:func:`vidfix.metrics.measure` also gives the frame-pair SSIM at each lag.)
 - **Frechet distance** of frame features (``VideoMetrics.features``, columns ``FEATURE_NAMES``: colour, contrast,
@@ -38,6 +47,7 @@ __all__ = [
     "CHANNEL_METRICS",
     "DRIFT_METRICS",
     "FEATURE_FLOORS",
+    "MIN_FRECHET_FRAMES",
     "FrechetCurve",
     "StartEnd",
     "channel_drift",
@@ -45,12 +55,15 @@ __all__ = [
     "chunk_curve",
     "chunk_means",
     "compare",
+    "drift_series",
     "frechet_distance",
     "frechet_over_time",
     "lag_curve",
+    "spread",
     "standardize",
     "start_end",
     "start_end_drift",
+    "stitch",
     "video_drift_error",
     "window_bounds",
     "windowed_frechet",
@@ -70,6 +83,8 @@ DRIFT_METRICS: tuple[str, ...] = (
     "flicker",
 )
 CHANNEL_METRICS: tuple[str, ...] = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b")
+MIN_FRECHET_FRAMES = 8  # fewer frames per window give a covariance of too low a rank to compare
+_EDGE = 8  # frames on each side of a cut used to estimate its jump
 
 # Smallest std used to standardise each feature (in its own unit): below this a change is not meaningful.
 FEATURE_FLOORS: dict[str, float] = {
@@ -189,6 +204,62 @@ def lag_curve(series: Any, lags: Iterable[int] = DEFAULT_LAGS) -> dict[int, floa
     return out
 
 
+def _edge_level(s: np.ndarray, at: float) -> float:
+    """Level of a short series at position ``at`` (a straight line through its finite values; their mean if < 3)."""
+    x = np.flatnonzero(np.isfinite(s)).astype(np.float64)
+    if len(x) == 0:
+        return math.nan
+    if len(x) < 3:
+        return float(s[x.astype(int)].mean())
+    slope, offset = np.polyfit(x, s[x.astype(int)], 1)
+    return float(offset + slope * at)
+
+
+def stitch(series: Any, cuts: Sequence[int]) -> np.ndarray:
+    """The series with the jump at each cut removed, so that it continues across scenes.
+
+    At each cut ``c`` (the first frame of a scene) the level just before and just after the boundary is estimated
+    from up to 8 frames on each side (a straight-line fit, so a steady trend is kept) and the difference is
+    subtracted from everything after it. Drift within scenes is kept and adds up; the cut itself is gone.
+    """
+    s = _series(series).copy()
+    bounds = [0, *sorted({int(c) for c in cuts if 0 < int(c) < len(s)}), len(s)]
+    for k in range(1, len(bounds) - 1):
+        a, c, b = bounds[k - 1], bounds[k], bounds[k + 1]
+        before = s[max(a, c - _EDGE) : c]
+        after = s[c : min(b, c + _EDGE)]
+        jump = _edge_level(after, -0.5) - _edge_level(before, len(before) - 0.5)
+        if math.isfinite(jump):
+            s[c:] -= jump
+    return s
+
+
+def spread(series: Any, bounds: Sequence[tuple[int, int]] | None = None) -> float:
+    """Scatter of a series about a straight line (per scene ``bounds``): the root mean square residual.
+
+    The noise a drift estimate has to stand out from: frame-to-frame variation, not the trend. NaN if fewer than
+    3 finite values.
+    """
+    s = _series(series)
+    squares, dof = 0.0, 0
+    for a, b in bounds or [(0, len(s))]:
+        part = s[a:b]
+        x = np.flatnonzero(np.isfinite(part)).astype(np.float64)
+        if len(x) < 3:
+            continue
+        y = part[x.astype(int)]
+        resid = y - np.polyval(np.polyfit(x, y, 1), x)
+        squares += float(resid @ resid)
+        dof += len(x) - 2
+    return math.sqrt(squares / dof) if dof > 0 else math.nan
+
+
+def drift_series(video: VideoMetrics, metric: str) -> np.ndarray:
+    """The series drift summaries use: as measured, or stitched across cuts when scenes were measured separately."""
+    s = video.series[metric]
+    return stitch(s, video.cuts) if video.scenes == "split" and video.cuts else s
+
+
 def start_end_drift(
     video: VideoMetrics, *, metrics: Sequence[str] | None = None, fraction: float = 0.15
 ) -> dict[str, StartEnd]:
@@ -197,7 +268,7 @@ def start_end_drift(
     missing = [m for m in names if m not in video.series]
     if missing:
         raise KeyError(f"{video.name!r} has no metric {missing}; it has {', '.join(video.series)}")
-    return {m: start_end(video.series[m], fraction=fraction) for m in names}
+    return {m: start_end(drift_series(video, m), fraction=fraction) for m in names}
 
 
 def channel_drift(
@@ -210,7 +281,7 @@ def channel_drift(
     """
     out: dict[str, np.ndarray] = {}
     for m in CHANNEL_METRICS:
-        s = video.series[m]
+        s = drift_series(video, m)
         if chunk_frames is None and chunks is None:
             out[m] = s - s[: video.anchor_frames].mean()
         else:
@@ -266,10 +337,17 @@ def windowed_frechet(
 
     Windows start about ``step`` frames apart (default ``window``: back to back), spread evenly so that the first
     starts at frame 0 and the last ends at the last frame (they overlap a little when ``step`` does not divide
-    the length). Both sets are standardised by the reference (:func:`standardize`). A video no longer than one
-    window gives one window of all its frames.
+    the length). Both sets are standardised by the reference (:func:`standardize`).
+
+    Raises:
+        ValueError: fewer frames than one window, or a window shorter than :data:`MIN_FRECHET_FRAMES`.
     """
     a, r = standardize(features, reference)
+    if len(a) < window:
+        raise ValueError(
+            f"{len(a)} frames are fewer than one Frechet window of {window}; use a shorter window (at least "
+            f"{MIN_FRECHET_FRAMES} frames) or a longer video"
+        )
     bounds = window_bounds(len(a), window=window, step=step)
     dist = [frechet_distance(a[s:e], r) for s, e in bounds]
     return FrechetCurve(
@@ -282,9 +360,13 @@ def window_bounds(n: int, *, window: int = 32, step: int | None = None) -> list[
 
     Equal windows of ``window`` frames about ``step`` (default ``window``) apart, spread evenly so that the
     first starts at frame 0 and the last ends at frame ``n``; one window of all frames when ``n <= window``.
+    ``window`` is at least :data:`MIN_FRECHET_FRAMES`.
     """
-    if window < 2:
-        raise ValueError(f"window must be >= 2 frames, got {window}")
+    if window < MIN_FRECHET_FRAMES:
+        raise ValueError(
+            f"window must be at least {MIN_FRECHET_FRAMES} frames (fewer give a covariance of too low a rank to "
+            f"compare), got {window}"
+        )
     step = window if step is None else step
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
@@ -322,11 +404,14 @@ def compare(
     baseline: int = 0,
     metrics: Sequence[str] = DRIFT_METRICS,
     fraction: float = 0.15,
+    reference: Sequence[VideoMetrics] = (),
 ) -> dict[str, dict[str, Any]]:
     """Compare start-end drift across videos (e.g. with and without a stabilizer).
 
-    Returns ``{metric: {"signed": {name: d}, "abs": {name: |d|}, "ratio": {name: |d| / |d_baseline|}}}``; a ratio
-    below 1 means less drift than the baseline video. Names must be unique.
+    Returns ``{metric: {"signed": {name: d}, "abs": {name: |d|}, "difference": {name: |d| - |d_base|},
+    "spread": s, "in_spread": {name: (|d| - |d_base|) / s}}}``: a negative difference means less drift than the
+    baseline video, by that many of the reference's spreads (:func:`spread`; the ``reference`` videos pooled, or
+    the baseline's own when none is given; ``None`` when the spread is 0 or undefined). Names must be unique.
     """
     if not videos:
         raise ValueError("compare needs at least one video")
@@ -335,17 +420,27 @@ def compare(
         raise ValueError(f"video names must be unique to compare them, got {names}")
     if not 0 <= baseline < len(videos):
         raise ValueError(f"baseline must index one of the {len(videos)} videos, got {baseline}")
+    scale_from = list(reference) or [videos[baseline]]
     out: dict[str, dict[str, Any]] = {}
     for m in metrics:
         if not all(m in v.series for v in videos):
             continue
-        se = {v.name: start_end(v.series[m], fraction=fraction) for v in videos}
+        se = {v.name: start_end(drift_series(v, m), fraction=fraction) for v in videos}
         base = se[names[baseline]].abs
+        sd = _pooled_spread(scale_from, m)
+        diff = {n: d.abs - base for n, d in se.items()}
         out[m] = {
             "signed": {n: d.signed for n, d in se.items()},
             "abs": {n: d.abs for n, d in se.items()},
-            "ratio": {
-                n: (d.abs / base if base > 0 else (0.0 if d.abs == 0 else math.inf)) for n, d in se.items()
-            },
+            "difference": diff,
+            "spread": sd,
+            "in_spread": {n: (v / sd if sd > 0 else None) for n, v in diff.items()},
         }
     return out
+
+
+def _pooled_spread(videos: Sequence[VideoMetrics], metric: str) -> float:
+    """Root mean square of the videos' spreads of ``metric`` (0 if none has one)."""
+    values = [spread(v.series[metric], v.scene_bounds) for v in videos if metric in v.series]
+    finite = [x for x in values if math.isfinite(x)]
+    return math.sqrt(sum(x * x for x in finite) / len(finite)) if finite else 0.0

@@ -1,24 +1,32 @@
-"""Read and write video files: decord first, PyAV where decord cannot; streamed in batches.
+"""Read and write video files: PyAV (decord on request), streamed frame by frame, timestamps kept.
 
-Decoded frames are uint8 ``(T, H, W, 3)`` RGB (``FrameBatch.frames``), with the source frame numbers beside them
-(``FrameBatch.index``), so a long 720p video never has to be in memory: :func:`iter_video` yields batches.
+Decoded frames are uint8 ``(T, H, W, 3)`` RGB (``FrameBatch.frames``), with their source frame numbers and
+times beside them (``FrameBatch.index``, ``FrameBatch.times``), so a long 4K video never has to be in memory:
+:func:`iter_video` yields batches.
 
-Selection, the same for both readers: frame ``i`` has time ``i / fps``; ``start``/``end`` (seconds) keep
-``start <= i / fps < end``; then every ``stride``-th frame; then at most ``max_frames``.
+Selection, the same for both readers: frame ``i`` has time ``t_i``, its **timestamp** in seconds from the first
+frame (``i / fps`` where a file has no timestamps, and for arrays); ``start``/``end`` keep
+``start <= t_i < end``; then every ``stride``-th kept frame; then at most ``max_frames``. On a variable-frame-rate
+file timestamps and ``i / fps`` disagree; the timestamps are what a player shows, so they are used.
 
-Readers: ``backend="auto"`` opens with decord (fast random access) and falls back to PyAV when decord cannot
-open or decode the file (AV1, odd containers), also mid-stream. Both decode through FFmpeg's converter to
-8-bit RGB, so a file's conversions are the decoder's: grayscale video comes back as R = G = B, alpha is dropped,
-and 10/12/16-bit video is reduced to 8 bits (FFmpeg dithers: within ~3 codes of the top byte, and the readers may
-differ by 1-2 codes there; on 8-bit video they return identical frames). Arrays and tensors do not go through
-here; see :mod:`vidfix.metrics.layout` (which keeps 16-bit precision).
+What a reader saw is checked against what the file says, and told (a :class:`VideoReadWarning` at the end of the
+pass, also in :attr:`VideoReader.notes`): fewer frames than the header states (a truncated or corrupt file: the
+frames before the damage are kept), variable frame rate (frame intervals differ by more than 5%), and a frame rate
+from the timestamps that differs from the header's (GIF headers often state the shortest frame delay). The frame
+rate reported (:attr:`VideoReader.fps`, :func:`probe`) is the timestamps' mean rate, ``(n - 1) / (t_last - t_0)``.
+
+Readers: ``backend="auto"`` and ``"pyav"`` read with PyAV; ``"decord"`` with decord (same frames on 8-bit video,
+no AV1). Both decode through FFmpeg's converter to 8-bit RGB, so a file's conversions are the decoder's:
+grayscale video comes back as R = G = B, alpha is dropped, and 10/12/16-bit video is reduced to 8 bits (FFmpeg
+dithers: within ~3 codes of the top byte). Arrays and tensors do not go through here; see
+:mod:`vidfix.metrics.layout` (which keeps 16-bit precision).
 
 Writing goes through PyAV: h264 (libx264, yuv420p, CRF 18) by default; ``"h264-lossless"`` (libx264rgb, qp 0)
 and ``"ffv1"`` (.mkv/.avi) round-trip RGB exactly, for tests and reference clips.
 
 Example:
     >>> for batch in iter_video("clip.mp4", batch_size=32, stride=2):     # doctest: +SKIP
-    ...     print(batch.index[0], batch.frames.shape)                       # (B, H, W, 3) uint8
+    ...     print(batch.index[0], batch.times[0], batch.frames.shape)       # (B, H, W, 3) uint8
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +54,8 @@ __all__ = [
     "OddSize",
     "VideoInfo",
     "VideoReadError",
+    "VideoReadWarning",
+    "VideoReader",
     "iter_video",
     "probe",
     "read_video",
@@ -69,14 +80,25 @@ _ENCODERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "av1": ("libsvtav1", "yuv420p", {"crf": "30"}),
 }
 
+_TIME_TOL = 1e-6  # seconds: a frame exactly at `start` is kept, one exactly at `end` is not
+_VFR_SPREAD = 0.05  # frame intervals differing by more than this share of the median: variable frame rate
+_RATE_TOL = 0.01  # timestamps' rate differing from the header's by more than this share: said
+
 
 class VideoReadError(ValueError):
     """A file that exists but cannot be read as a video: empty, corrupt, no video stream, no frames selected."""
 
 
+class VideoReadWarning(UserWarning):
+    """A file read with a caveat: fewer frames than its header states, variable frame rate, a wrong header rate."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a file says about itself (header only; ``frame_count`` is ``None`` where the container does not say)."""
+    """What a file says about itself (``frame_count`` is ``None`` where the container does not say).
+
+    ``fps`` is the header's rate, except for GIF, whose frame delays are read (the header states the shortest).
+    """
 
     path: str
     width: int
@@ -92,6 +114,7 @@ class FrameBatch:
 
     frames: np.ndarray  # (B, H, W, 3) uint8 RGB
     index: np.ndarray  # (B,) int64 source frame numbers
+    times: np.ndarray  # (B,) float64 seconds from the first frame
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
@@ -118,16 +141,6 @@ def _check_selection(stride: int, start: float | None, end: float | None, max_fr
         raise ValueError(f"end ({end} s) must be after start ({start} s)")
 
 
-def _first_last(
-    fps: float | None, start: float | None, end: float | None, path: str
-) -> tuple[int, int | None]:
-    if (start is not None or end is not None) and not fps:
-        raise VideoReadError(f"{path!r} does not state a frame rate, so start/end (seconds) cannot be used")
-    first = math.ceil(start * fps - 1e-6) if start is not None and fps else 0
-    last = math.ceil(end * fps - 1e-6) if end is not None and fps else None
-    return first, last
-
-
 def select_indices(
     n: int | None,
     *,
@@ -137,17 +150,20 @@ def select_indices(
     end: float | None = None,
     max_frames: int | None = None,
 ) -> range:
-    """Frame numbers kept by a selection over ``n`` frames (``n=None``: unknown length; needs ``end`` or ``max_frames``).
+    """Frame numbers kept by a selection over ``n`` constant-rate frames (frame ``i`` at ``i / fps`` seconds).
 
     Args:
-        n: number of frames in the video, or ``None`` if unknown.
+        n: number of frames in the video, or ``None`` if unknown (then ``end`` or ``max_frames`` is needed).
         fps: frames per second (needed for ``start``/``end``).
         stride: keep every ``stride``-th frame.
         start, end: time range in seconds, ``start <= i / fps < end``.
         max_frames: keep at most this many.
     """
     _check_selection(stride, start, end, max_frames)
-    first, last = _first_last(fps, start, end, "video")
+    if (start is not None or end is not None) and not fps:
+        raise ValueError("start/end (seconds) need the frame rate: pass fps=")
+    first = math.ceil((start - _TIME_TOL) * fps) if start is not None and fps else 0
+    last = math.ceil((end - _TIME_TOL) * fps) if end is not None and fps else None
     stop = last if n is None else (n if last is None else min(n, last))
     if stop is None:
         if max_frames is None:
@@ -155,6 +171,14 @@ def select_indices(
         stop = first + max_frames * stride
     kept = range(first, max(first, stop), stride)
     return kept[:max_frames] if max_frames is not None else kept
+
+
+def _gif_rate(container: Any, stream: Any) -> float | None:
+    """Mean frame rate of a GIF from its packets' timestamps (no decoding): its header states the shortest delay."""
+    times = [float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None]
+    if len(times) < 2 or max(times) <= min(times):
+        return None
+    return (len(times) - 1) / (max(times) - min(times))
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
@@ -173,13 +197,17 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
                 raise VideoReadError(f"{str(p)!r} has no video stream")
             s = container.streams.video[0]
             rate = s.average_rate or s.guessed_rate
+            fps = float(rate) if rate else None
+            codec = str(s.codec_context.name)
+            if codec == "gif":
+                fps = _gif_rate(container, s) or fps
             return VideoInfo(
                 path=str(p),
                 width=int(s.codec_context.width),
                 height=int(s.codec_context.height),
-                fps=float(rate) if rate else None,
+                fps=fps,
                 frame_count=int(s.frames) or None,
-                codec=str(s.codec_context.name),
+                codec=codec,
             )
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise VideoReadError(
@@ -187,69 +215,246 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         ) from err
 
 
-def _batched(indices: Sequence[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(indices), size):
-        yield list(indices[i : i + size])
+@dataclass
+class _Log:
+    """What a reader saw, for the checks at the end of a pass."""
+
+    header_frames: int | None
+    header_fps: float | None
+    tick: float = 0.0  # the time base: timestamps are multiples of it, so intervals jitter by one tick
+    decoded: int = 0  # frames decoded, selected or not
+    t0: float | None = None
+    t_last: float | None = None
+    dt_min: float = math.inf
+    dt_max: float = 0.0
+    dt_sum: float = 0.0
+    complete: bool = False  # decoded to the end of the stream (not stopped early by end/max_frames)
+    error: str | None = None  # why decoding stopped early
+
+    def saw(self, t: float) -> None:
+        if self.t_last is not None:
+            dt = t - self.t_last
+            self.dt_min, self.dt_max = min(self.dt_min, dt), max(self.dt_max, dt)
+            self.dt_sum += dt
+        self.t_last = t
+        self.decoded += 1
+
+    @property
+    def measured_fps(self) -> float | None:
+        """Mean rate of the decoded frames' timestamps, ``(n - 1) / (t_last - t_0)``."""
+        return (self.decoded - 1) / self.dt_sum if self.decoded >= 2 and self.dt_sum > 0 else None
+
+    @property
+    def fps(self) -> float | None:
+        """The header's rate where the timestamps agree with it (within 1%; millisecond time bases round), else theirs."""
+        measured = self.measured_fps
+        if measured is None or (self.header_fps and abs(measured / self.header_fps - 1) <= _RATE_TOL):
+            return self.header_fps or measured
+        return measured
+
+    def notes(self, path: str) -> list[str]:
+        out: list[str] = []
+        short = self.header_frames is not None and self.decoded < self.header_frames
+        if self.error is not None or (self.complete and short):
+            what = (
+                f"read {self.decoded} of the {self.header_frames} frames its header states"
+                if short
+                else (f"read {self.decoded} frames")
+            )
+            why = f"; decoding stopped: {self.error}" if self.error else ""
+            out.append(f"{path!r}: {what} (truncated or corrupt file?){why}; measuring the frames read")
+        spread = max(_VFR_SPREAD * self.dt_sum / max(1, self.decoded - 1), 1.5 * self.tick)
+        if self.decoded >= 3 and self.dt_max - self.dt_min > spread:
+            out.append(
+                f"{path!r}: variable frame rate (frame intervals {1000 * self.dt_min:.1f}-{1000 * self.dt_max:.1f} ms, "
+                f"mean {self.fps:.3g} fps): start/end select frames by their timestamps; chunks, lags and "
+                "stride count frames"
+            )
+        elif self.fps and self.header_fps and self.fps != self.header_fps:
+            out.append(
+                f"{path!r}: frame rate from the timestamps is {self.fps:.4g} fps, the header says "
+                f"{self.header_fps:.4g}; using the timestamps"
+            )
+        return out
 
 
-def _iter_decord(
-    path: str,
-    batch_size: int,
-    stride: int,
-    start: float | None,
-    end: float | None,
-    max_frames: int | None,
-    threads: int,
-) -> Iterator[FrameBatch]:
-    import decord
+class VideoReader:
+    """The selected frames of a video file, decoded in batches; iterate once.
 
-    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
-    n = len(reader)
-    fps = float(reader.get_avg_fps()) or None
-    indices = select_indices(n, fps=fps, stride=stride, start=start, end=end, max_frames=max_frames)
-    for chunk in _batched(indices, batch_size):
-        frames = reader.get_batch(chunk).asnumpy()  # (B, H, W, 3) uint8
-        yield FrameBatch(frames=frames, index=np.asarray(chunk, dtype=np.int64))
+    After the pass, :attr:`notes` says what was read where it differs from what the file states (also issued as
+    :class:`VideoReadWarning` when ``warn``), and :attr:`fps` is the timestamps' mean frame rate.
+    """
 
+    def __init__(
+        self,
+        path: str,
+        *,
+        batch_size: int,
+        stride: int,
+        start: float | None,
+        end: float | None,
+        max_frames: int | None,
+        backend: Backend,
+        threads: int,
+        warn: bool,
+    ) -> None:
+        self.path = path
+        self.batch_size, self.stride, self.start, self.end, self.max_frames = (
+            batch_size,
+            stride,
+            start,
+            end,
+            max_frames,
+        )
+        self.backend, self.threads, self.warn = backend, threads, warn
+        self.notes: list[str] = []
+        self._log: _Log | None = None
 
-def _iter_pyav(
-    path: str,
-    batch_size: int,
-    stride: int,
-    start: float | None,
-    end: float | None,
-    max_frames: int | None,
-    threads: int,
-    after: int = -1,
-) -> Iterator[FrameBatch]:
-    import av
+    @property
+    def fps(self) -> float | None:
+        """Mean frame rate from the timestamps of the frames decoded so far (the header's before any)."""
+        return self._log.fps if self._log is not None else None
 
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise VideoReadError(f"{path!r} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
-        rate = stream.average_rate or stream.guessed_rate
-        first, last = _first_last(float(rate) if rate else None, start, end, path)
-        kept = 0
-        frames: list[np.ndarray] = []
+    def _keep(self, t: float, kept: int, passed: int) -> tuple[bool, bool]:
+        """(keep this frame, stop reading) for a frame at ``t`` seconds, ``passed`` frames inside the time range so far."""
+        if self.end is not None and t >= self.end - _TIME_TOL:
+            return False, True
+        if self.max_frames is not None and kept >= self.max_frames:
+            return False, True
+        if self.start is not None and t < self.start - _TIME_TOL:
+            return False, False
+        return passed % self.stride == 0, False
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        read = self._decord if self.backend == "decord" else self._pyav
+        count = 0
+        for batch in read():
+            count += len(batch.index)
+            yield batch
+        assert self._log is not None
+        self.notes = self._log.notes(self.path)
+        if self.warn:
+            for note in self.notes:
+                warnings.warn(note, VideoReadWarning, stacklevel=2)
+        if not count:
+            raise VideoReadError(_no_frames(self.path, self.start, self.end, self._log))
+
+    def _batches(self, frames: Iterable[tuple[int, float, Any]]) -> Iterator[FrameBatch]:
+        """Select from ``(i, t, frame)`` and group into batches; frames convert to RGB only when kept."""
+        kept = passed = 0
+        out: list[np.ndarray] = []
         index: list[int] = []
-        for i, frame in enumerate(container.decode(stream)):
-            if (last is not None and i >= last) or (max_frames is not None and kept >= max_frames):
+        times: list[float] = []
+        for i, t, frame in frames:
+            keep, stop = self._keep(t, kept, passed)
+            if stop:
                 break
-            if i < first or (i - first) % stride:
+            if self.start is None or t >= self.start - _TIME_TOL:
+                passed += 1
+            if not keep:
                 continue
             kept += 1
-            if i <= after:  # already delivered by another reader
-                continue
-            frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, 3) uint8
+            out.append(frame() if callable(frame) else frame)  # (H, W, 3) uint8
             index.append(i)
-            if len(frames) == batch_size:
-                yield FrameBatch(frames=np.stack(frames), index=np.asarray(index, dtype=np.int64))
-                frames, index = [], []
-        if frames:
-            yield FrameBatch(frames=np.stack(frames), index=np.asarray(index, dtype=np.int64))
+            times.append(t)
+            if len(out) == self.batch_size:
+                yield _batch(out, index, times)
+                out, index, times = [], [], []
+        if out:
+            yield _batch(out, index, times)
+
+    def _pyav(self) -> Iterator[FrameBatch]:
+        import av
+
+        try:
+            container = av.open(self.path)
+        except (av.error.FFmpegError, UnicodeDecodeError) as err:
+            raise VideoReadError(
+                f"cannot read {self.path!r} as a video (not a video file, or corrupt): {err}"
+            ) from err
+        with container:
+            if not container.streams.video:
+                raise VideoReadError(f"{self.path!r} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = self.threads
+            rate = stream.average_rate or stream.guessed_rate
+            log = self._log = _Log(
+                header_frames=int(stream.frames) or None,
+                header_fps=float(rate) if rate else None,
+                tick=float(stream.time_base or 0.0),
+            )
+
+            def frames() -> Iterator[tuple[int, float, Any]]:
+                it = container.decode(stream)
+                i = 0
+                while True:
+                    try:
+                        frame = next(it)
+                    except StopIteration:
+                        log.complete = True
+                        return
+                    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+                        if not log.decoded:
+                            raise VideoReadError(
+                                f"cannot read {self.path!r} as a video (not a video file, or corrupt): {err}"
+                            ) from err
+                        log.error = _first_line(err)
+                        return
+                    t = self._time(frame.time, i, log)
+                    log.saw(t)
+                    yield i, t, lambda f=frame: f.to_ndarray(format="rgb24")
+                    i += 1
+
+            yield from self._batches(frames())
+
+    def _time(self, t: float | None, i: int, log: _Log) -> float:
+        if t is None:  # no timestamps (raw streams): constant rate
+            if not log.header_fps:
+                if self.start is not None or self.end is not None:
+                    raise VideoReadError(
+                        f"{self.path!r} has neither timestamps nor a frame rate, so start/end (seconds) cannot be used"
+                    )
+                return float(i)
+            return i / log.header_fps
+        if log.t0 is None:
+            log.t0 = float(t)
+        return float(t) - log.t0
+
+    def _decord(self) -> Iterator[FrameBatch]:
+        import decord
+
+        try:
+            reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self.threads)
+        except Exception as err:  # decord raises RuntimeError/DECORDError with FFmpeg text
+            raise VideoReadError(f"decord cannot read {self.path!r}: {_first_line(err)}") from err
+        n = len(reader)
+        fps = float(reader.get_avg_fps()) or None
+        log = self._log = _Log(header_frames=n or None, header_fps=fps)
+        stamps = reader.get_frame_timestamp(list(range(n)))[:, 0] if n else np.zeros(0)  # (n,) start times
+        rel = stamps - (stamps[0] if n else 0.0)
+
+        def frames() -> Iterator[tuple[int, float, Any]]:
+            for i, t in enumerate(rel.tolist()):
+                log.saw(t)
+                yield i, t, lambda i=i: reader[i].asnumpy()  # (H, W, 3) uint8, decoded only when kept
+            log.complete = True
+
+        try:
+            yield from self._batches(frames())
+        except VideoReadError:
+            raise
+        except Exception as err:
+            raise VideoReadError(f"decord cannot read {self.path!r}: {_first_line(err)}") from err
+
+
+def _batch(frames: list[np.ndarray], index: list[int], times: list[float]) -> FrameBatch:
+    return FrameBatch(
+        # (B, H, W, 3); one frame: a view (reshape keeps real strides, so torch sees channels-last memory)
+        frames=frames[0].reshape(1, *frames[0].shape) if len(frames) == 1 else np.stack(frames),
+        index=np.asarray(index, dtype=np.int64),
+        times=np.asarray(times, dtype=np.float64),
+    )
 
 
 def iter_video(
@@ -262,15 +467,17 @@ def iter_video(
     max_frames: int | None = None,
     backend: Backend = "auto",
     threads: int = 0,
-) -> Iterator[FrameBatch]:
+    warn: bool = True,
+) -> VideoReader:
     """Decode the selected frames of a video file in batches of at most ``batch_size``.
 
     Args:
         path: video file (any container/codec FFmpeg reads).
         batch_size: frames per yielded batch (memory is about ``batch_size * H * W * 3`` bytes).
-        stride, start, end, max_frames: the selection (module docstring).
-        backend: ``"auto"`` (decord, PyAV fallback), ``"decord"`` or ``"pyav"``.
+        stride, start, end, max_frames: the selection (module docstring; ``start``/``end`` by timestamps).
+        backend: ``"auto"`` or ``"pyav"`` (PyAV), or ``"decord"``.
         threads: decoder threads (0: FFmpeg's choice, about one per core).
+        warn: issue :class:`VideoReadWarning` for what the pass found (the reader's ``notes`` hold it either way).
 
     Raises:
         FileNotFoundError: no such file.
@@ -284,58 +491,24 @@ def iter_video(
     p = str(_check_path(path))
     if threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")
-    return _iter_checked(p, batch_size, stride, start, end, max_frames, backend, threads)
+    return VideoReader(
+        p,
+        batch_size=batch_size,
+        stride=stride,
+        start=start,
+        end=end,
+        max_frames=max_frames,
+        backend=backend,
+        threads=threads,
+        warn=warn,
+    )
 
 
-def _iter_checked(
-    p: str,
-    batch_size: int,
-    stride: int,
-    start: float | None,
-    end: float | None,
-    max_frames: int | None,
-    backend: Backend,
-    threads: int,
-) -> Iterator[FrameBatch]:
-    import av
-
-    delivered = -1
-    count = 0
-    errors: list[str] = []
-    if backend in ("auto", "decord"):
-        try:
-            for batch in _iter_decord(p, batch_size, stride, start, end, max_frames, threads):
-                delivered = int(batch.index[-1])
-                count += len(batch.index)
-                yield batch
-            if count or backend == "decord":
-                if not count:
-                    raise VideoReadError(_no_frames(p, stride, start, end))
-                return
-        except VideoReadError:
-            raise
-        except Exception as err:  # decord raises RuntimeError/DECORDError with FFmpeg text
-            if backend == "decord":
-                raise VideoReadError(f"decord cannot read {p!r}: {_first_line(err)}") from err
-            errors.append(f"decord: {_first_line(err)}")
-    try:
-        for batch in _iter_pyav(p, batch_size, stride, start, end, max_frames, threads, after=delivered):
-            count += len(batch.index)
-            yield batch
-    except VideoReadError:
-        raise
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        errors.append(f"PyAV: {_first_line(err)}")
-        where = f" after {count} frames" if count else ""
-        raise VideoReadError(
-            f"cannot read {p!r} as a video{where} (not a video file, or corrupt): " + "; ".join(errors)
-        ) from err
-    if not count:
-        raise VideoReadError(_no_frames(p, stride, start, end))
-
-
-def _no_frames(path: str, stride: int, start: float | None, end: float | None) -> str:
+def _no_frames(path: str, start: float | None, end: float | None, log: _Log | None) -> str:
     sel = ", ".join(f"{k}={v}" for k, v in (("start", start), ("end", end)) if v is not None)
+    if sel and log is not None and log.decoded:
+        span = f"; its {log.decoded} frames span 0-{log.t_last or 0.0:.3f} s"
+        return f"no frames to read from {path!r} with {sel}{span}"
     return f"no frames to read from {path!r}" + (
         f" with {sel}" if sel else " (the video holds no decodable frames)"
     )

@@ -1,22 +1,24 @@
-"""Measure a video, frame by frame, in one streaming pass: every per-frame metric, features and lag SSIM.
+"""Measure a video, frame by frame, in one streaming pass: every per-frame metric, features, lag SSIM, scene cuts.
 
-A video is a file path (decoded in batches by :func:`vidfix.metrics.iter_video`), or an array/tensor in a stated
-layout (:mod:`vidfix.metrics.layout`). :func:`measure` returns a :class:`VideoMetrics`: one float64 series
-``(T,)`` per metric (the registry :data:`METRICS` says what each is, its unit and its direction), the frame
-feature vectors used for Frechet distances, and the mean SSIM of frame pairs at each lag.
+A video is a file path (decoded frame by frame by :func:`vidfix.metrics.iter_video`), an array/tensor in a stated
+layout, or a list of frames (:mod:`vidfix.metrics.layout`). :func:`measure` returns a :class:`VideoMetrics`: one
+float64 series ``(T,)`` per metric (the registry :data:`METRICS` says what each is, its unit and its direction),
+the frame feature vectors used for Frechet distances, the mean SSIM of frame pairs at each lag, where scenes
+start, and notes on anything read with a caveat.
 
-**Analysis grid.** Statistics are computed on every ``subsample``-th row and column of each frame (a regular
-grid of point samples, no filtering). ``"auto"`` picks ``max(1, min(H, W) // 160)``, the largest step that keeps
-at least 160 grid rows: 1 below 320 px, 2 at 360p, 3 at 480p, 4 at 720p, 6 at 1080p (grids of 160-320 rows, the
-scale most video metrics resize to). Pixel statistics (means, stds, percentiles, clipping, saturation, Lab,
-flicker) on such a grid are unbiased estimates of the full-frame ones; sharpness, wavelet shares and SSIM are
-measured at the grid's scale (blur still lowers them; aliasing is the same in every frame). ``subsample=1``
-uses every pixel. This is what lets the metrics keep up with decoding (``vidfix bench metrics``).
+**Analysis grid** (:mod:`vidfix.metrics.grid`): every frame is resized, antialiased, to a 160-pixel short side
+(``grid=``; ``None`` for every pixel) as soon as it is decoded, so memory stays small at any resolution and every
+statistic is measured at one scale. Networks (LPIPS, DINO, CLIP, scorers) get their own sizes from the full frame.
 
-**Anchors.** SSIM and LPIPS compare each frame with the first analysed frame; ``delta_e`` compares each frame's
-mean Lab with the mean Lab of the first ``anchor_frames`` frames (the first chunk, when a chunk length is known).
-Metrics of adjacent frames (``flicker``, ``lpips_adjacent``) are NaN on the first frame. Lags count analysed frames
-(after ``stride``); the lag curve averages the pairs ``(t - k, t)`` for every ``lag_every``-th frame ``t``.
+**Anchors.** SSIM and LPIPS compare each frame with the first frame; ``delta_e`` compares each frame's mean Lab
+with the mean Lab of the first ``anchor_frames`` frames (the first chunk, when a chunk length is known). Metrics
+of adjacent frames (``flicker``, ``lpips_adjacent``) are NaN on the first frame. With ``scenes="split"`` all of
+this restarts at each scene cut (:mod:`vidfix.metrics.scenes`). Lags count analysed frames (after ``stride``);
+the lag curve averages the pairs ``(t - k, t)`` for every ``lag_every``-th frame ``t`` (never across a cut when
+scenes are split).
+
+**Scorers** (:mod:`vidfix.metrics.scorers`) add series of their own in the same pass: subject and background
+consistency (:mod:`~vidfix.metrics.features`), motion (:mod:`~vidfix.metrics.motion`), or your own.
 
 Example:
     >>> vm = measure("clip.mp4", stride=2)                              # doctest: +SKIP
@@ -29,20 +31,31 @@ import math
 import os
 import queue
 import threading
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from vidfix.metrics.color import SRGB_TO_LINEAR_U8, color_stats_and_luma, delta_e
-from vidfix.metrics.io import Backend, iter_video, probe, select_indices
-from vidfix.metrics.layout import Layout, as_frames, check_frames
-from vidfix.metrics.perceptual import LPIPSModel, lpips_distance, resize_short_side
+from vidfix.metrics.color import color_stats_and_luma, delta_e
+from vidfix.metrics.grid import GRID, block_ssim, cv2_threads, flicker_pair, grid_shape, grid_stats, to_grid
+from vidfix.metrics.io import Backend, VideoReader, VideoReadWarning, iter_video, probe, select_indices
+from vidfix.metrics.layout import (
+    Layout,
+    as_frames,
+    check_frames,
+    check_layout,
+    check_values,
+    stack_frames,
+    value_span,
+)
+from vidfix.metrics.perceptual import LPIPSModel, lpips_distance
+from vidfix.metrics.scenes import SCENE_MODES, CutDetector, SceneMode, segments
+from vidfix.metrics.scorers import FrameScorer, MetricInfo
 from vidfix.metrics.sharpness import laplacian_variance, wavelet_energy_shares
-from vidfix.metrics.similarity import block_moments, flicker, ssim_from_moments
 
 __all__ = [
     "DEFAULT_LAGS",
@@ -50,8 +63,8 @@ __all__ = [
     "METRICS",
     "WAVELET_LEVELS",
     "MetricInfo",
+    "MetricsWarning",
     "VideoMetrics",
-    "auto_subsample",
     "frame_stats",
     "measure",
     "with_anchor",
@@ -59,18 +72,13 @@ __all__ = [
 
 DEFAULT_LAGS: tuple[int, ...] = (2, 5, 10, 20, 50)
 WAVELET_LEVELS = 3
-_GRID_SIDE = 160  # "auto" keeps at least this many grid rows (short side)
 _MIN_SIDE = 16  # smallest analysis grid side: SSIM blocks and 3 wavelet levels need room
+_FRAME_BYTES = 1 << 27  # float frames converted at once from an array: about this many bytes
+_NATIVE = 1 << 30  # a short side no frame reaches: frames at their own size
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """What a per-frame metric is: unit, one-line meaning, and what a rise means."""
-
-    unit: str
-    description: str
-    rise: str  # what an increase over time means, e.g. "brighter"
-    kind: Literal["statistic", "anchor", "adjacent"] = "statistic"
+class MetricsWarning(UserWarning):
+    """A measurement with a caveat: scene cuts read as drift, too few frames for a summary, random weights."""
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -92,15 +100,21 @@ METRICS: dict[str, MetricInfo] = {
     "clip_high": MetricInfo("fraction", "pixels with a channel at 255", "more blown highlights"),
     "clip_low": MetricInfo("fraction", "pixels with a channel at 0", "more crushed shadows"),
     "saturation": MetricInfo("0-1", "mean HSV saturation", "more saturated"),
-    "sharpness": MetricInfo("255^2", "variance of the Laplacian of luma", "sharper / noisier"),
+    "sharpness": MetricInfo(
+        "255^2", "variance of the Laplacian of luma on the analysis grid", "sharper / noisier", score=True
+    ),
     "wavelet_l1": MetricInfo("share", "AC energy share, Haar detail level 1 (finest)", "more fine detail"),
     "wavelet_l2": MetricInfo("share", "AC energy share, Haar detail level 2", "more mid detail"),
     "wavelet_l3": MetricInfo("share", "AC energy share, Haar detail level 3", "more coarse detail"),
     "flicker": MetricInfo(
-        "0-1", "VBench temporal flickering vs previous frame (1 = still)", "steadier", "adjacent"
+        "0-1", "VBench temporal flickering vs previous frame (1 = still)", "steadier", "adjacent", score=True
     ),
     "ssim": MetricInfo(
-        "0-1", "SSIM (8x8 blocks) of luma to the first frame", "closer to the first frame", "anchor"
+        "0-1",
+        "SSIM (8x8 blocks) of luma to the first frame",
+        "closer to the first frame",
+        "anchor",
+        score=True,
     ),
     "lpips_anchor": MetricInfo("LPIPS", "LPIPS to the first frame", "further from the first frame", "anchor"),
     "lpips_adjacent": MetricInfo("LPIPS", "LPIPS to the previous frame", "less steady", "adjacent"),
@@ -132,7 +146,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 @dataclass
 class VideoMetrics:
-    """Per-frame metrics of one video (see the module docstring for the grid and anchors)."""
+    """Per-frame metrics of one video (see the module docstring for the grid, anchors and scenes)."""
 
     name: str
     source: str  # the file path, or "array"
@@ -143,9 +157,14 @@ class VideoMetrics:
     fps: float | None
     height: int
     width: int
-    subsample: int
+    grid: tuple[int, int]  # (h, w) of the analysis grid
     stride: int = 1
     anchor_frames: int = 1
+    times: np.ndarray | None = None  # (T,) seconds from the first frame (files: timestamps); None if unknown
+    cuts: list[int] = field(default_factory=list)  # analysed-frame positions where a detected scene starts
+    scenes: SceneMode = "warn"
+    notes: list[str] = field(default_factory=list)  # what was read or measured with a caveat
+    metric_info: dict[str, MetricInfo] = field(default_factory=dict)  # scorers' series (METRICS has the rest)
     lpips: dict[str, Any] | None = None  # {"net", "weights", "reportable"} when LPIPS was measured
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -154,14 +173,18 @@ class VideoMetrics:
         """Number of analysed frames."""
         return len(self.index)
 
+    @property
+    def scene_bounds(self) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` of the scenes measured separately (one scene unless ``scenes="split"``)."""
+        return segments(self.frames, self.cuts if self.scenes == "split" else [])
 
-def auto_subsample(height: int, width: int) -> int:
-    """The ``"auto"`` analysis grid step: the largest that keeps 160 grid rows, ``max(1, min(H, W) // 160)``."""
-    return max(1, min(height, width) // _GRID_SIDE)
+    def info(self, metric: str) -> MetricInfo:
+        """What ``metric`` is (built-in or from a scorer)."""
+        return self.metric_info.get(metric) or METRICS[metric]
 
 
-def _luma_stats(g: Tensor, linear: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
-    stats, y = color_stats_and_luma(g, linear)  # y: (T, h, w) luma
+def _luma_stats(g: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    stats, y = color_stats_and_luma(g)  # y: (T, h, w) luma
     stats["sharpness"] = laplacian_variance(y)
     shares = wavelet_energy_shares(y, levels=WAVELET_LEVELS)  # (T, levels)
     for k in range(WAVELET_LEVELS):
@@ -173,35 +196,34 @@ def _luma_stats(g: Tensor, linear: Tensor | None = None) -> tuple[dict[str, Tens
 def frame_stats(frames: Tensor) -> dict[str, Tensor]:
     """Every per-frame statistic that needs no other frame, ``(T, 3, H, W)`` in [0, 1] to ``{name: (T,)}``.
 
-    Colour (:func:`vidfix.metrics.color_stats`), ``sharpness`` and ``wavelet_l1..3``; no grid, no anchors.
+    Colour (:func:`vidfix.metrics.color_stats`), ``sharpness`` and ``wavelet_l1..3`` on the frames as given (no
+    grid, no anchors): the reference definitions the fast grid path is tested against.
     """
     check_frames(frames)
     return _luma_stats(frames.float())[0]
 
 
-def _thumb(y: Tensor) -> Tensor:
-    """2x2 luma thumbnail (quadrant means), the spatial part of the Frechet features: ``(T, h, w)`` to ``(T, 4)``."""
-    t, h, w = y.shape
-    q = y[:, : h // 2 * 2, : w // 2 * 2].reshape(t, 2, h // 2, 2, w // 2)  # (T, 2, h/2, 2, w/2) quadrants
-    return q.mean((2, 4)).reshape(t, 4)  # (T, 4): top-left, top-right, bottom-left, bottom-right
-
-
-def _delta_e_series(series: dict[str, np.ndarray], anchor_frames: int) -> np.ndarray:
+def _delta_e_series(
+    series: dict[str, np.ndarray], anchor_frames: int, bounds: Sequence[tuple[int, int]]
+) -> np.ndarray:
     lab = np.stack([series["lab_l"], series["lab_a"], series["lab_b"]], axis=1)  # (T, 3)
-    ref = lab[: min(anchor_frames, len(lab))].mean(0)  # (3,)
-    return delta_e(torch.from_numpy(lab), torch.from_numpy(ref)).numpy()
+    out = np.empty(len(lab))
+    for a, b in bounds:  # each scene against its own first frames
+        ref = lab[a : min(b, a + anchor_frames)].mean(0)  # (3,)
+        out[a:b] = delta_e(torch.from_numpy(lab[a:b]), torch.from_numpy(ref)).numpy()
+    return out
 
 
 def with_anchor(video: VideoMetrics, anchor_frames: int) -> VideoMetrics:
-    """The same measurements with ``delta_e`` against the mean Lab of the first ``anchor_frames`` frames."""
+    """The same measurements with ``delta_e`` against the mean Lab of the first ``anchor_frames`` frames (of each scene)."""
     if anchor_frames < 1:
         raise ValueError(f"anchor_frames must be >= 1, got {anchor_frames}")
     series = dict(video.series)
-    series["delta_e"] = _delta_e_series(series, anchor_frames)
+    series["delta_e"] = _delta_e_series(series, anchor_frames, video.scene_bounds)
     return replace(video, series=series, anchor_frames=anchor_frames)
 
 
-Moments = tuple[Tensor, Tensor, Tensor]  # luma planes and their 8x8 block means and mean squares
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]  # a luma plane, its 8x8 block means and mean squares
 
 
 @dataclass
@@ -210,33 +232,21 @@ class _LagPairs:
 
     lags: list[int]
     every: int
-    history: Moments | None = None  # the last max(lags) frames
-    seen: int = 0  # frames before the current batch
+    history: deque[Moments] = field(default_factory=deque)  # the last max(lags) frames
     total: dict[int, float] = field(default_factory=dict)
     count: dict[int, int] = field(default_factory=dict)
 
-    def update(self, moments: Moments) -> None:
-        b = moments[0].shape[0]
-        pool = (
-            moments
-            if self.history is None
-            else tuple(torch.cat(p) for p in zip(self.history, moments, strict=True))
-        )
-        offset = pool[0].shape[0] - b  # pool row of this batch's first frame
-        ends = torch.arange(b, device=moments[0].device)
-        ends = ends[(ends + self.seen) % self.every == 0]  # batch rows that end a pair
-        for k in self.lags:
-            rows = ends[ends + offset - k >= 0]
-            if len(rows):
-                s = ssim_from_moments(
-                    (moments[0][rows], moments[1][rows], moments[2][rows]),
-                    (pool[0][rows + offset - k], pool[1][rows + offset - k], pool[2][rows + offset - k]),
-                )
-                self.total[k] = self.total.get(k, 0.0) + float(s.double().sum())
-                self.count[k] = self.count.get(k, 0) + len(rows)
-        keep = max(self.lags)
-        self.history = (pool[0][-keep:], pool[1][-keep:], pool[2][-keep:])
-        self.seen += b
+    def update(self, t: int, moments: Moments, scene_start: int) -> None:
+        """Frame ``t`` (analysed-frame position); pairs reach back no further than ``scene_start``."""
+        if t % self.every == 0:
+            for k in self.lags:
+                if t - k >= scene_start and k <= len(self.history):
+                    s = block_ssim(moments, self.history[-k])
+                    self.total[k] = self.total.get(k, 0.0) + s
+                    self.count[k] = self.count.get(k, 0) + 1
+        self.history.append(moments)
+        if len(self.history) > max(self.lags):
+            self.history.popleft()
 
     def means(self) -> dict[int, float]:
         return {k: self.total[k] / self.count[k] for k in self.lags if self.count.get(k)}
@@ -244,34 +254,92 @@ class _LagPairs:
 
 @dataclass
 class _LpipsTrack:
-    """LPIPS of each frame to the first frame and to the previous frame, across batches."""
+    """LPIPS of each frame to the scene's first frame and to the previous frame, across batches."""
 
     model: LPIPSModel
-    size: int | None
     anchor: Tensor | None = None
     previous: Tensor | None = None
 
-    def update(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        lp = resize_short_side(frames, self.size)  # (B, 3, h, w)
-        if self.anchor is None:
-            self.anchor = lp[:1].clone()
-        to_anchor = lpips_distance(self.model, lp, self.anchor)
-        seq = lp if self.previous is None else torch.cat([self.previous, lp])
-        adjacent = lpips_distance(self.model, seq[1:], seq[:-1]) if len(seq) > 1 else torch.empty(0)
-        if self.previous is None:
-            adjacent = torch.cat([torch.full((1,), float("nan")), adjacent])
-        self.previous = lp[-1:].clone()
-        return to_anchor, adjacent
+    def __call__(self, frames: Tensor, starts: Tensor) -> dict[str, Tensor]:
+        to_anchor = torch.empty(len(frames), dtype=torch.float64)
+        adjacent = torch.full((len(frames),), math.nan, dtype=torch.float64)
+        for i in range(len(frames)):  # anchors change at scene starts: frame by frame
+            f = frames[i : i + 1]
+            if self.anchor is None or bool(starts[i]):
+                self.anchor = f
+            elif self.previous is not None:
+                adjacent[i] = float(lpips_distance(self.model, f, self.previous)[0])
+            to_anchor[i] = float(lpips_distance(self.model, f, self.anchor)[0])
+            self.previous = f
+        return {"lpips_anchor": to_anchor, "lpips_adjacent": adjacent}
+
+
+@dataclass
+class _Batch:
+    """Consecutive analysed frames: on the grid, at each requested short side, their frame numbers and times."""
+
+    grid: np.ndarray  # (B, h, w, 3) uint8, or float32 in [0, 1]
+    sized: dict[int, Tensor]  # short side -> (B, 3, h', w') float32 in [0, 1]
+    index: np.ndarray  # (B,) int64
+    times: np.ndarray  # (B,) float64 seconds
 
 
 @dataclass
 class _Source:
-    batches: Iterator[
-        tuple[Any, np.ndarray]
-    ]  # (frames batch, source index); uint8 THWC numpy or (B, 3, H, W) float
+    batches: Iterator[_Batch]
     fps: float | None
     source: str
+    height: int
+    width: int
     estimate: int | None  # frames expected, for progress bars
+    reader: VideoReader | None = None
+
+
+def _float_frames(frames: Any) -> Tensor:
+    """Decoded uint8 ``(B, H, W, 3)`` or float ``(B, 3, H, W)`` as float32 ``(B, 3, H, W)`` in [0, 1]."""
+    if isinstance(frames, np.ndarray):
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
+    return frames.float()
+
+
+def _shrink(
+    frames: Any, shapes: dict[int, tuple[int, int]], grid: tuple[int, int], index: Any, times: Any
+) -> _Batch:
+    """One batch of full frames (uint8 ``(B, H, W, 3)`` or float ``(B, 3, H, W)``) on the grid and at each size."""
+    sized = {}
+    for side, shape in shapes.items():
+        s = to_grid(frames, shape)  # (B, h', w', 3)
+        sized[side] = _float_frames(s) if s.dtype == np.uint8 else torch.from_numpy(s).permute(0, 3, 1, 2)
+    return _Batch(to_grid(frames, grid), sized, np.asarray(index, np.int64), np.asarray(times, np.float64))
+
+
+def _sizes(height: int, width: int, sides: set[int]) -> dict[int, tuple[int, int]]:
+    return {s: grid_shape(height, width, s) for s in sides}
+
+
+def _regroup(batches: Iterator[_Batch], size: int) -> Iterator[_Batch]:
+    """Frame-sized batches regrouped into batches of ``size`` frames."""
+    pending: list[_Batch] = []
+    count = 0
+    for b in batches:
+        pending.append(b)
+        count += len(b.index)
+        if count >= size:
+            yield _concat(pending)
+            pending, count = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(parts: list[_Batch]) -> _Batch:
+    if len(parts) == 1:
+        return parts[0]
+    return _Batch(
+        np.concatenate([p.grid for p in parts]),
+        {s: torch.cat([p.sized[s] for p in parts]) for s in parts[0].sized},
+        np.concatenate([p.index for p in parts]),
+        np.concatenate([p.times for p in parts]),
+    )
 
 
 def _array_source(
@@ -279,43 +347,56 @@ def _array_source(
     layout: Layout,
     value_range: tuple[float, float] | None,
     fps: float | None,
-    stride: int,
-    start: float | None,
-    end: float | None,
-    max_frames: int | None,
+    selection: dict[str, Any],
     batch_size: int,
+    grid: int | None,
+    size: tuple[int, int] | None,
+    sides: set[int],
 ) -> _Source:
+    x = stack_frames(video, layout)
+    if not hasattr(x, "shape"):
+        raise TypeError(
+            f"video must be a file path, an array, a tensor or a list of frames, got {type(video).__name__}"
+        )
+    shape = tuple(int(v) for v in x.shape)
+    check_layout(shape, layout)  # errors show the input's shape
     lay: str = layout
-    x = video
     if lay.startswith("B"):
-        if len(x.shape) != 5:
-            as_frames(x, layout=layout, value_range=value_range)  # raises the layout error
-        if x.shape[0] != 1:
+        if shape[0] != 1:
             raise ValueError(
-                f"layout {layout!r} holds {x.shape[0]} videos; measure one (x[i:i+1]) or pass the batch to drift_report"
+                f"layout {layout!r} holds {shape[0]} videos (shape {shape}); measure one (x[i:i+1]) or pass the "
+                "batch to drift_report"
             )
-        x, lay = x[0], lay[1:]  # BCTHW -> CTHW, BTCHW -> TCHW
-    if len(x.shape) != len(lay):
-        as_frames(x, layout=layout, value_range=value_range)  # raises the layout error
+        x, lay = x[0], lay[1:]  # BCTHW -> CTHW, BTCHW -> TCHW, BTHWC -> THWC
     t_axis = lay.index("T")
-    kept = select_indices(
-        x.shape[t_axis], fps=fps, stride=stride, start=start, end=end, max_frames=max_frames
-    )
+    n = int(x.shape[t_axis])
+    kept = select_indices(n, fps=fps, **selection)
     if len(kept) == 0:
-        raise ValueError(f"no frames selected from a video of {x.shape[t_axis]} frames")
+        raise ValueError(f"no frames selected from a video of {n} frames")
+    lo_hi = value_span(x)
+    check_values(*lo_hi, dtype=x.dtype, value_range=value_range)  # once, on the whole input
 
-    # Decoded-style uint8 (T, H, W, 3) arrays take the decoder's fast path: no full-size float copy.
+    height, width = int(x.shape[lay.index("H")]), int(x.shape[lay.index("W")])
+    target = size or (height, width)
+    gshape = grid_shape(*target, grid)
+    shapes = _sizes(*target, sides)
+    # Decoded-style uint8 (T, H, W, 3) arrays take the decoder's path: no float copy at full size.
     raw = isinstance(x, np.ndarray) and x.dtype == np.uint8 and lay == "THWC" and x.shape[-1] == 3
     raw = raw and value_range in (None, (0, 255))
+    rows = batch_size if raw else max(1, min(batch_size, _FRAME_BYTES // max(1, 12 * height * width)))
 
-    def batches() -> Iterator[tuple[Any, np.ndarray]]:
-        for i in range(0, len(kept), batch_size):
-            part = kept[i : i + batch_size]
+    def batches() -> Iterator[_Batch]:
+        for i in range(0, len(kept), rows):
+            part = kept[i : i + rows]
             sl = (slice(None),) * t_axis + (slice(part.start, part.stop, part.step),)
-            frames = x[sl] if raw else as_frames(x[sl], layout=lay, value_range=value_range)  # type: ignore[arg-type]
-            yield frames, np.asarray(part, dtype=np.int64)
+            if raw:
+                frames: Any = x[sl]
+            else:
+                frames = as_frames(x[sl], layout=lay, value_range=value_range, check_data=False)  # type: ignore[arg-type]
+            when = np.asarray(part) / fps if fps else np.full(len(part), math.nan)  # seconds, if known
+            yield _shrink(frames, shapes, gshape, np.asarray(part), when)
 
-    return _Source(batches(), fps, "array", len(kept))
+    return _Source(_regroup(batches(), batch_size), fps, "array", height, width, len(kept))
 
 
 def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
@@ -354,70 +435,60 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 def _file_source(
     path: str | os.PathLike[str],
-    stride: int,
-    start: float | None,
-    end: float | None,
-    max_frames: int | None,
+    selection: dict[str, Any],
     batch_size: int,
     backend: Backend,
     threads: int,
+    grid: int | None,
+    size: tuple[int, int] | None,
+    sides: set[int],
 ) -> _Source:
     info = probe(path)
     estimate = None
     if info.frame_count:
         try:
-            estimate = len(
-                select_indices(
-                    info.frame_count, fps=info.fps, stride=stride, start=start, end=end, max_frames=max_frames
-                )
-            )
+            estimate = len(select_indices(info.frame_count, fps=info.fps, **selection))
         except ValueError:
             estimate = None
-    it = iter_video(
-        path,
-        batch_size=batch_size,
-        stride=stride,
-        start=start,
-        end=end,
-        max_frames=max_frames,
-        backend=backend,
-        threads=threads,
-    )
-    return _Source(_prefetch((b.frames, b.index) for b in it), info.fps, str(path), estimate)
+    reader = iter_video(path, batch_size=1, backend=backend, threads=threads, warn=False, **selection)
+    target: tuple[int, int] = size or (info.height, info.width)
+    gshape = grid_shape(*target, grid)
+    shapes = _sizes(target[0], target[1], sides)
+
+    def frames() -> Iterator[_Batch]:  # in the decode thread: each frame shrinks as soon as it is decoded
+        for b in reader:
+            if b.frames.shape[1:3] != (info.height, info.width) and size is None:
+                raise ValueError(
+                    f"frame size changed mid-video from {info.width}x{info.height} to {b.frames.shape[2]}x{b.frames.shape[1]}"
+                )
+            yield _shrink(b.frames, shapes, gshape, b.index, b.times)
+
+    batches = _prefetch(_regroup(frames(), batch_size))
+    return _Source(batches, info.fps, str(path), info.height, info.width, estimate, reader)
 
 
-def _to_grid(
-    batch: Any, step: int, size: tuple[int, int] | None
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """The analysis grid ``(B, 3, h, w)`` float32 in [0, 1]; its linear-light values when it is 8-bit (one table
-    look-up instead of a power per value); and the full frames when they were needed (to resize)."""
-    full: Tensor | None = None
-    if isinstance(batch, np.ndarray):  # decoded uint8 (B, H, W, 3)
-        if size is not None and batch.shape[1:3] != size:
-            full = _full_frames(batch)
-        else:
-            g8 = np.ascontiguousarray(batch[:, ::step, ::step].transpose(0, 3, 1, 2))  # (B, 3, h, w) uint8
-            g = g8.astype(np.float32)
-            g *= np.float32(1 / 255)
-            return torch.from_numpy(g), torch.from_numpy(SRGB_TO_LINEAR_U8[g8]), None
-    else:
-        full = batch.float()
-    if size is not None and tuple(full.shape[-2:]) != size:
-        full = F.interpolate(full, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(
-            0, 1
+def _check_options(
+    anchor_frames: int, lag_every: int, grid: int | None, lags: Sequence[int], scenes: str
+) -> list[int]:
+    if anchor_frames < 1:
+        raise ValueError(f"anchor_frames must be >= 1, got {anchor_frames}")
+    if lag_every < 1:
+        raise ValueError(f"lag_every must be >= 1, got {lag_every}")
+    if grid is not None and (isinstance(grid, bool) or not isinstance(grid, int) or grid < _MIN_SIDE):
+        raise ValueError(
+            f"grid must be an integer >= {_MIN_SIDE} (the grid's short side) or None, got {grid!r}"
         )
-    return full[:, :, ::step, ::step].contiguous(), None, full  # (B, 3, h, w)
-
-
-def _full_frames(batch: Any) -> Tensor:
-    if isinstance(batch, np.ndarray):
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
-    return batch.float()
+    if scenes not in SCENE_MODES:
+        raise ValueError(f"unknown scenes {scenes!r}; allowed: {', '.join(repr(s) for s in SCENE_MODES)}")
+    lag_list = sorted({int(k) for k in lags})
+    if any(k < 1 for k in lag_list):
+        raise ValueError(f"lags must be >= 1, got {tuple(lags)}")
+    return lag_list
 
 
 @torch.no_grad()
 def measure(
-    video: str | os.PathLike[str] | np.ndarray | Tensor,
+    video: str | os.PathLike[str] | np.ndarray | Tensor | Sequence[Any],
     *,
     name: str | None = None,
     layout: Layout = "THWC",
@@ -427,13 +498,15 @@ def measure(
     start: float | None = None,
     end: float | None = None,
     max_frames: int | None = None,
-    subsample: int | Literal["auto"] = "auto",
+    grid: int | None = GRID,
     size: tuple[int, int] | None = None,
     anchor_frames: int = 1,
     lags: Sequence[int] = DEFAULT_LAGS,
     lag_every: int = 4,
     lpips: LPIPSModel | None = None,
     lpips_size: int | None = 256,
+    scorers: Sequence[FrameScorer] = (),
+    scenes: SceneMode = "warn",
     batch_size: int = 16,
     backend: Backend = "auto",
     decode_threads: int = 0,
@@ -443,134 +516,224 @@ def measure(
     """Measure every per-frame metric of a video in one streaming pass.
 
     Args:
-        video: a file path, or an array/tensor laid out as ``layout`` (one video; a ``B*`` layout needs B = 1).
+        video: a file path, an array/tensor laid out as ``layout`` (one video; a ``B*`` layout needs B = 1), or a
+            list of frames (stacked along a new first axis).
         name: label for reports (default: the file name, or "video").
         layout, value_range: how an array/tensor is laid out and scaled (:func:`vidfix.metrics.as_frames`).
         fps: frame rate of an array/tensor (files state their own); needed for ``start``/``end`` on arrays.
-        stride, start, end, max_frames: frame selection (:func:`vidfix.metrics.iter_video`).
-        subsample: analysis grid step, or ``"auto"`` (module docstring).
-        size: ``(H, W)`` to resize every frame to first (antialiased bilinear), to compare videos of other sizes.
+        stride, start, end, max_frames: frame selection (:func:`vidfix.metrics.iter_video`; files by timestamps).
+        grid: short side of the analysis grid (:mod:`vidfix.metrics.grid`), or ``None`` for every pixel.
+        size: ``(H, W)`` to resize every frame to first (antialiased), to compare videos of other aspect ratios.
         anchor_frames: how many first frames form the colour anchor of ``delta_e`` (e.g. the chunk length).
         lags: frame-pair lags for the lag SSIM curve (empty to skip).
         lag_every: the lag curve uses pairs ending on every ``lag_every``-th frame (1: all; the mean is the same
             in expectation, at a fraction of the cost).
         lpips: a model from :func:`vidfix.metrics.load_lpips` to add ``lpips_anchor`` and ``lpips_adjacent``.
-        lpips_size: short side larger frames are shrunk to for LPIPS (``None``: native size).
-        batch_size: frames decoded and measured at once.
+        lpips_size: short side frames are shrunk to for LPIPS (``None``: native size).
+        scorers: :class:`~vidfix.metrics.FrameScorer` objects adding their own series (consistency, motion...).
+        scenes: ``"warn"`` (detect cuts and say where), ``"split"`` (measure within scenes), or ``"off"``
+            (:mod:`vidfix.metrics.scenes`).
+        batch_size: frames measured at once.
         backend, decode_threads: file reader and its threads (:func:`vidfix.metrics.iter_video`); files are decoded
-            in a background thread, one batch ahead of the metrics.
+            in a background thread, ahead of the metrics.
         on_start: called once with the expected number of frames (or ``None``), e.g. to size a progress bar.
         on_frames: called after each batch with the number of frames just measured.
 
     Raises:
-        ValueError: fewer than 2 frames, frames too small for the grid, or bad layout/range/selection.
+        ValueError: fewer than 2 frames, frames too small for the grid, or bad layout/range/selection/options.
         FileNotFoundError, VideoReadError: unreadable files.
+
+    Warns:
+        VideoReadWarning: a file read with a caveat (truncated, variable frame rate, wrong header rate).
+        MetricsWarning: scene cuts found but not split, random-weight scorers.
     """
-    if anchor_frames < 1:
-        raise ValueError(f"anchor_frames must be >= 1, got {anchor_frames}")
-    if lag_every < 1:
-        raise ValueError(f"lag_every must be >= 1, got {lag_every}")
-    if subsample != "auto" and (
-        isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < 1
-    ):
-        raise ValueError(f"subsample must be an integer >= 1 or 'auto', got {subsample!r}")
-    lag_list = sorted({int(k) for k in lags})
-    if any(k < 1 for k in lag_list):
-        raise ValueError(f"lags must be >= 1, got {tuple(lags)}")
+    lag_list = _check_options(anchor_frames, lag_every, grid, lags, scenes)
+    selection = dict(stride=stride, start=start, end=end, max_frames=max_frames)
+    scorer_list = list(scorers)
+    seen: set[str] = set()
+    for s in scorer_list:
+        if not isinstance(s, FrameScorer):
+            raise TypeError(
+                f"{type(s).__name__} is not a frame scorer (needs metrics, size, start() and __call__)"
+            )
+        for key in s.metrics:
+            if key in METRICS:
+                raise ValueError(f"scorer series {key!r} is a built-in metric; give it another name")
+            if key in seen:
+                raise ValueError(f"series {key!r} comes from two scorers; each series needs its own name")
+            seen.add(key)
+    sides = {s.size for s in scorer_list if s.size is not None}
+    if lpips is not None:
+        sides.add(lpips_size or _NATIVE)
     if isinstance(video, (str, os.PathLike)):
-        src = _file_source(video, stride, start, end, max_frames, batch_size, backend, decode_threads)
+        src = _file_source(video, selection, batch_size, backend, decode_threads, grid, size, sides)
         label = name or os.path.basename(os.fspath(video))
     else:
-        src = _array_source(video, layout, value_range, fps, stride, start, end, max_frames, batch_size)
+        src = _array_source(video, layout, value_range, fps, selection, batch_size, grid, size, sides)
         label = name or "video"
     if on_start is not None:
         on_start(src.estimate)
-
-    parts: dict[str, list[np.ndarray]] = {}
-    thumbs: list[np.ndarray] = []
-    indices: list[np.ndarray] = []
-    step = 1
-    height = width = 0
-    anchor: Moments | None = None  # the first frame's block moments
-    prev: Tensor | None = None  # the last frame of the previous batch
-    pairs = _LagPairs(lag_list, lag_every) if lag_list else None
-    track = _LpipsTrack(lpips, lpips_size) if lpips is not None else None
-
-    def keep(key: str, value: Tensor) -> None:
-        parts.setdefault(key, []).append(value.double().cpu().numpy())
-
-    for batch, index in src.batches:
-        # Fix the size and the grid on the first batch.
-        hb, wb = (int(v) for v in (batch.shape[1:3] if isinstance(batch, np.ndarray) else batch.shape[-2:]))
-        if anchor is None:
-            height, width = size if size is not None else (hb, wb)
-            step = auto_subsample(height, width) if subsample == "auto" else subsample
-            gh, gw = math.ceil(height / step), math.ceil(width / step)
-            if min(gh, gw) < _MIN_SIDE:
-                raise ValueError(
-                    f"frames of {width}x{height} with subsample={step} leave a {gw}x{gh} analysis grid; "
-                    f"need at least {_MIN_SIDE}x{_MIN_SIDE} (lower subsample)"
-                )
-        elif size is None and (hb, wb) != (height, width):
-            raise ValueError(f"frame size changed mid-video from {width}x{height} to {wb}x{hb}")
-
-        # Per-frame statistics on the analysis grid.
-        g, linear, full = _to_grid(batch, step, size)  # (B, 3, h, w)
-        stats, y = _luma_stats(g, linear)  # y: (B, h, w) luma
-        for key, value in stats.items():
-            keep(key, value)
-        thumbs.append(_thumb(y).double().cpu().numpy())
-
-        # Frame against the first frame, the previous frame, and the frames `lags` back.
-        moments = block_moments(y)
-        if anchor is None:
-            anchor = (moments[0][:1].clone(), moments[1][:1].clone(), moments[2][:1].clone())
-        keep("ssim", ssim_from_moments(moments, anchor))
-        keep("flicker", flicker(g, previous=prev))
-        prev = g[-1:].clone()
-        if pairs is not None:
-            pairs.update(moments)
-        if track is not None:
-            to_anchor, adjacent = track.update(full if full is not None else _full_frames(batch))
-            keep("lpips_anchor", to_anchor)
-            keep("lpips_adjacent", adjacent)
-
-        indices.append(np.asarray(index, dtype=np.int64))
-        if on_frames is not None:
-            on_frames(len(index))
-
-    n = sum(len(i) for i in indices)
-    if n < 2:
-        raise ValueError(f"{label!r}: drift needs at least 2 frames, got {n}")
-    series = {key: np.concatenate(vals) for key, vals in parts.items()}
-    series["delta_e"] = _delta_e_series(series, anchor_frames)
-    ordered = {key: series[key] for key in METRICS if key in series}
-    thumb = np.concatenate(thumbs)  # (T, 4)
-    cols = [ordered[k] for k in FEATURE_NAMES[:12]]
-    cols.append(np.log10(1.0 + ordered["sharpness"]))
-    cols += [ordered[f"wavelet_l{k}"] for k in (1, 2, 3)]
-    features = np.column_stack([*cols, thumb])  # (T, D)
-    return VideoMetrics(
-        name=label,
-        source=src.source,
-        index=np.concatenate(indices),
-        series=ordered,
-        features=features,
-        lag_ssim=pairs.means() if pairs is not None else {},
-        fps=src.fps,
-        height=height,
-        width=width,
-        subsample=step,
-        stride=stride,
-        anchor_frames=anchor_frames,
-        lpips=None
-        if lpips is None
-        else {"net": lpips.net, "weights": lpips.weights, "reportable": lpips.reportable},
-        settings={
+    with cv2_threads(1):
+        vm = _measure_pass(src, label, lag_list, lag_every, lpips, lpips_size, scorer_list, scenes, on_frames)
+    vm.stride, vm.settings = (
+        stride,
+        {
             "start": start,
             "end": end,
             "max_frames": max_frames,
+            "grid": grid,
             "size": list(size) if size else None,
             "lpips_size": lpips_size if lpips is not None else None,
         },
     )
+    vm = with_anchor(vm, anchor_frames)
+    read = len(src.reader.notes) if src.reader is not None else 0  # the reader's notes come first
+    for i, note in enumerate(vm.notes):
+        warnings.warn(note, VideoReadWarning if i < read else MetricsWarning, stacklevel=3)
+    if vm.cuts and scenes == "split":  # information, not a warning
+        vm.notes.append(
+            f"{vm.name}: measured within {len(vm.cuts) + 1} scenes (cuts at frame {_listing(vm.index[vm.cuts])})"
+        )
+    return vm
+
+
+def _measure_pass(
+    src: _Source,
+    label: str,
+    lag_list: list[int],
+    lag_every: int,
+    lpips: LPIPSModel | None,
+    lpips_size: int | None,
+    scorers: list[FrameScorer],
+    scenes: SceneMode,
+    on_frames: Callable[[int], None] | None,
+) -> VideoMetrics:
+    parts: dict[str, list[np.ndarray]] = {}
+    thumbs: list[np.ndarray] = []
+    indices: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    cuts: list[int] = []
+    detector = CutDetector() if scenes != "off" else None
+    pairs = _LagPairs(lag_list, lag_every) if lag_list else None
+    track = _LpipsTrack(lpips) if lpips is not None else None
+    for s in scorers:
+        s.start()
+    t = 0  # analysed frames so far
+    scene_start = 0
+    anchor: Moments | None = None
+    prev: np.ndarray | None = None  # the previous grid frame
+    gshape: tuple[int, int] | None = None
+
+    def keep(key: str, value: Any) -> None:
+        parts.setdefault(key, []).append(np.asarray(value, dtype=np.float64))
+
+    for batch in src.batches:
+        b = len(batch.index)
+        if gshape is None:  # first batch: check the grid
+            gshape = (int(batch.grid.shape[1]), int(batch.grid.shape[2]))
+            if min(gshape) < _MIN_SIDE:
+                raise ValueError(
+                    f"frames of {src.width}x{src.height} leave a {gshape[1]}x{gshape[0]} analysis grid; need at "
+                    f"least {_MIN_SIDE}x{_MIN_SIDE}"
+                )
+        # Scene cuts, and where anchors restart.
+        cut = detector(batch.grid) if detector is not None else np.zeros(b, dtype=bool)
+        cuts += [t + int(i) for i in np.flatnonzero(cut)]
+        starts = cut.copy() if scenes == "split" else np.zeros(b, dtype=bool)
+        if t == 0:
+            starts[0] = True
+        # Per-frame statistics on the grid.
+        gs = grid_stats(batch.grid)
+        for key, value in gs.stats.items():
+            keep(key, value)
+        thumbs.append(gs.thumb)
+        # Frame against the scene's first frame, the previous frame, and the frames `lags` back.
+        ssim_v, flick = np.empty(b), np.full(b, math.nan)
+        for i in range(b):
+            moments = (gs.luma[i], gs.block_mean[i], gs.block_sq[i])
+            if starts[i]:
+                anchor, scene_start = moments, t + i
+            elif prev is not None:
+                flick[i] = flicker_pair(prev, batch.grid[i])
+            assert anchor is not None
+            ssim_v[i] = block_ssim(moments, anchor)
+            if pairs is not None:
+                pairs.update(t + i, moments, scene_start)
+            prev = batch.grid[i]
+        keep("ssim", ssim_v)
+        keep("flicker", flick)
+        # Networks and scorers, each at its frame size.
+        start_mask = torch.from_numpy(starts)
+        if track is not None:
+            for key, value in track(batch.sized[lpips_size or _NATIVE], start_mask).items():
+                keep(key, value)
+        for s in scorers:
+            frames = batch.sized[s.size] if s.size is not None else _grid_tensor(batch.grid)
+            got = s(frames, start_mask)
+            for key in s.metrics:
+                keep(key, got[key].double().cpu().numpy())
+        indices.append(batch.index)
+        times.append(batch.times)
+        t += b
+        if on_frames is not None:
+            on_frames(b)
+
+    notes = list(src.reader.notes) if src.reader is not None else []
+    if t < 2:
+        raise ValueError(
+            f"{label!r}: drift needs at least 2 frames, got {t}" + (f" ({notes[0]})" if notes else "")
+        )
+    index = np.concatenate(indices)
+    all_times = np.concatenate(times)
+    if cuts and scenes == "warn":
+        notes.append(
+            f"{label}: {len(cuts)} scene cut(s) at frame {_listing(index[cuts])} (content detector): a cut reads as "
+            "drift; measure within scenes with scenes='split' (vidfix drift --scenes)"
+        )
+    notes += [str(s.note) for s in scorers if getattr(s, "note", None)]
+    series = {key: np.concatenate(vals) for key, vals in parts.items()}
+    series["delta_e"] = np.zeros(t)  # set by with_anchor
+    info = {k: v for s in scorers for k, v in s.metrics.items()}
+    order = [*METRICS, *info]
+    ordered = {key: series[key] for key in order if key in series}
+    features = _features(ordered, np.concatenate(thumbs))
+    return VideoMetrics(
+        name=label,
+        source=src.source,
+        index=index,
+        series=ordered,
+        features=features,
+        lag_ssim=pairs.means() if pairs is not None else {},
+        fps=src.reader.fps if src.reader is not None and src.reader.fps else src.fps,
+        height=src.height,
+        width=src.width,
+        grid=gshape or (0, 0),
+        times=None if np.isnan(all_times).all() else all_times,
+        cuts=[int(c) for c in cuts],  # positions in the analysed frames
+        scenes=scenes,
+        notes=notes,
+        metric_info=info,
+        lpips=None
+        if lpips is None
+        else {"net": lpips.net, "weights": lpips.weights, "reportable": lpips.reportable},
+    )
+
+
+def _listing(frames: Any, most: int = 8) -> str:
+    values = [str(int(f)) for f in frames]
+    return ", ".join(values[:most]) + (" ..." if len(values) > most else "")
+
+
+def _grid_tensor(grid: np.ndarray) -> Tensor:
+    """Grid frames ``(B, h, w, 3)`` as float32 ``(B, 3, h, w)`` in [0, 1] for scorers."""
+    if grid.dtype == np.uint8:
+        return _float_frames(grid)
+    return torch.from_numpy(np.ascontiguousarray(grid)).permute(0, 3, 1, 2)
+
+
+def _features(series: dict[str, np.ndarray], thumb: np.ndarray) -> np.ndarray:
+    """Frame features ``(T, D)``, columns :data:`FEATURE_NAMES`."""
+    cols = [series[k] for k in FEATURE_NAMES[:12]]
+    cols.append(np.log10(1.0 + series["sharpness"]))
+    cols += [series[f"wavelet_l{k}"] for k in (1, 2, 3)]
+    return np.column_stack([*cols, thumb])  # (T, D)

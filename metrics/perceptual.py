@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Literal, TypeAlias, cast, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "backbone_file",
     "load_lpips",
     "lpips_distance",
-    "resize_short_side",
 ]
 
 LPIPSNet: TypeAlias = Literal["alex", "vgg", "squeeze"]
@@ -220,16 +218,6 @@ def load_lpips(
         {**_heads_and_scaling(module, net), **_read_backbone(module, path, net)}, strict=True
     )
     return LPIPSModel(module=module.to(device).eval(), net=net, weights=str(path), reportable=verified)
-
-
-def resize_short_side(frames: Tensor, size: int | None) -> Tensor:
-    """Shrink ``(T, 3, H, W)`` frames so the short side is ``size`` (antialiased bilinear); smaller frames and ``None`` keep them."""
-    if size is None or min(frames.shape[-2:]) <= size:
-        return frames
-    h, w = frames.shape[-2:]
-    scale = size / min(h, w)
-    out = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(frames, size=out, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 
 
 @torch.no_grad()

@@ -328,6 +328,7 @@ def _measure(videos: Tensor, chunk_frames: int) -> list[Any]:
             value_range=(-1, 1),
             anchor_frames=chunk_frames,
             lags=(),
+            scenes="off",  # generated videos have no cuts to find
         )
         for i in range(videos.shape[0])
     ]

@@ -1,27 +1,40 @@
-"""``vidfix bench metrics``: frames per second of the pure drift metrics against decoding alone, on a 480p clip.
+"""``vidfix bench metrics``: CPU time of the drift metrics against PyAV decoding the same clip, and memory at 4K.
 
-Makes a procedural 854x480 clip (textured background, moving shapes, fresh noise), encodes it with PyAV (h264),
-then times, interleaved in one run so load affects all alike: decoding alone (decord, to RGB uint8), the pure
-metrics on the decoded frames in memory (default analysis grid, and every pixel), and decode + metrics together.
-Writes the medians and ratios to BENCHMARKS.md (``<!-- bench:metrics -->``) with the command, machine and date.
+Makes procedural clips (textured background, moving shapes, fresh noise; h264 CRF 18) at each ``--sizes``, then
+times in this one process, with one thread everywhere (torch, OpenCV, the decoder), in interleaved rounds so
+that load changes hit every stage alike:
+
+- **decode**: PyAV decoding the clip to RGB24 frames, plainly (``stream.thread_count = 1``, ``to_ndarray``);
+- **metrics**: :func:`vidfix.metrics.measure` on the decoded frames in memory (default analysis grid, scene
+  detection on: what ``vidfix drift`` computes), i.e. everything but decoding;
+- **drift**: ``measure(path)``, decoding and metrics together (decoding overlaps in a background thread).
+
+Times are process CPU seconds (``time.process_time``: all threads of this process), the median and the minimum
+over rounds, with wall time beside them; the machine's load average is recorded before and after. The target
+(issue 13) is metrics <= 1x decoding. Memory: peak RSS of a fresh process running ``measure`` on a 4K clip
+(``--no-4k`` skips it), against a process that only imports the same libraries. Writes BENCHMARKS.md
+(``<!-- bench:metrics -->``) with the command, machine, load and date unless ``--no-write``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["BenchConfig", "main", "make_clip"]
 
-EXAMPLE = "example:\n  vidfix bench metrics --frames 120 --repeats 3"
+_FRAMES_4K = 24  # memory does not grow with length (streamed): a short clip shows the peak
+EXAMPLE = "example:\n  vidfix bench metrics --frames 120 --rounds 5 --sizes 854x480 640x272"
 
 
 @dataclass(frozen=True)
@@ -29,10 +42,9 @@ class BenchConfig:
     """One benchmark run."""
 
     frames: int = 120
-    repeats: int = 3
-    width: int = 854
-    height: int = 480
-    threads: int = 1
+    rounds: int = 5
+    sizes: tuple[tuple[int, int], ...] = ((854, 480), (640, 272))  # (width, height)
+    memory_4k: bool = True
     clip: str | None = None
     output: str = "BENCHMARKS.md"
     write: bool = True
@@ -64,120 +76,193 @@ def _procedural_frames(n: int, h: int, w: int, *, batch: int = 8, seed: int = 0)
         yield np.stack(out)
 
 
-def make_clip(path: str | Path, *, frames: int = 120, width: int = 854, height: int = 480) -> Path:
-    """Encode the procedural benchmark clip with PyAV (h264, 24 fps)."""
+def make_clip(
+    path: str | Path, *, frames: int = 120, width: int = 854, height: int = 480, preset: str = "medium"
+) -> Path:
+    """Encode the procedural benchmark clip with PyAV (h264 CRF 18, 24 fps)."""
     from vidfix.metrics import write_video
 
-    return write_video(path, _procedural_frames(frames, height, width), fps=24, codec="h264")
+    return write_video(
+        path, _procedural_frames(frames, height, width), fps=24, codec="h264", options={"preset": preset}
+    )
 
 
-def _elapsed(fn: Callable[[], object]) -> tuple[float, float]:
-    """Wall-clock and CPU seconds (all threads of this process) of one call."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - w0, time.process_time() - c0
+def decode_rgb(path: str | Path) -> int:
+    """PyAV decoding to RGB24 frames, plainly, one thread: the yardstick. Returns the frame count."""
+    import av
+
+    n = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+            n += 1
+    return n
+
+
+@dataclass
+class _Times:
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+
+    def add(self, fn: Callable[[], object]) -> None:
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        self.cpu.append(time.process_time() - c0)
+        self.wall.append(time.perf_counter() - w0)
+
+
+def _time_clip(clip: Path, rounds: int) -> tuple[int, dict[str, _Times]]:
+    """Interleaved rounds of decode / metrics / drift on one clip."""
+    from vidfix.metrics import measure, read_video
+
+    frames = read_video(clip)  # (T, H, W, 3) uint8, decoded once for the metrics-only stage
+    stages: dict[str, Callable[[], object]] = {
+        "decode": lambda: decode_rgb(clip),
+        "metrics": lambda: measure(frames),
+        "drift": lambda: measure(clip, decode_threads=1),
+    }
+    measure(frames[:16])  # warm up: imports, OpenCV and scene-detector set-up
+    times = {k: _Times() for k in stages}
+    for _ in range(rounds):
+        for key, fn in stages.items():
+            times[key].add(fn)
+    return len(frames), times
+
+
+_MEMORY_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+import vidfix.metrics as m
+if sys.argv[1] != "-":
+    vm = m.measure(sys.argv[1], decode_threads=1)
+    assert vm.frames > 0
+# VmHWM: this process's peak resident memory (ru_maxrss would carry the parent's peak across exec)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
+
+
+def _peak_rss_mb(clip: str) -> float:
+    """Peak resident memory (MB) of a fresh process measuring ``clip`` ("-": only the imports)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, clip], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.split()[-1]) / 1024  # kB
 
 
 def run(config: BenchConfig, command: str) -> str:
-    """Time the stages and return the markdown section."""
+    """Time the stages at each size and return the markdown section."""
     import torch
-    from vidfix.metrics import auto_subsample, iter_video, measure, probe, read_video
+    from vidfix.metrics import grid_shape, probe
     from vidfix.scripts.bench import machine_line, today
 
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()
+    rows: list[str] = []
+    verdicts: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        clip = (
-            Path(config.clip)
+        clips = (
+            [Path(config.clip)]
             if config.clip
-            else make_clip(
-                Path(tmp) / "bench_480p.mp4", frames=config.frames, width=config.width, height=config.height
+            else [
+                make_clip(Path(tmp) / f"bench_{w}x{h}.mp4", frames=config.frames, width=w, height=h)
+                for w, h in config.sizes
+            ]
+        )
+        for clip in clips:
+            info = probe(clip)
+            n, t = _time_clip(clip, config.rounds)
+            cpu = {k: statistics.median(v.cpu) for k, v in t.items()}
+            low = {k: min(v.cpu) for k, v in t.items()}
+            wall = {k: statistics.median(v.wall) for k, v in t.items()}
+            gh, gw = grid_shape(info.height, info.width)
+            ratio = cpu["metrics"] / cpu["decode"]
+            rows.append(
+                f"| {info.width}x{info.height} ({gw}x{gh} grid) | {1000 * cpu['decode'] / n:.2f} "
+                f"| {1000 * cpu['metrics'] / n:.2f} | **{ratio:.2f}** ({low['metrics'] / low['decode']:.2f}) "
+                f"| {1000 * cpu['drift'] / n:.2f} | {cpu['drift'] / cpu['decode']:.2f} "
+                f"| {1000 * wall['decode'] / n:.2f} / {1000 * wall['metrics'] / n:.2f} / {1000 * wall['drift'] / n:.2f} |"
             )
-        )
-        info = probe(clip)
-        frames = read_video(clip)  # (T, H, W, 3) uint8, decoded once for the pure-metrics timings
-        n = len(frames)
-        step = auto_subsample(info.height, info.width)
-        full = frames[: min(n, 32)]  # every pixel is slow: time it on the first 32 frames
-        stages: dict[str, Callable[[], object]] = {
-            "decode": lambda: sum(len(b.index) for b in iter_video(clip, threads=config.threads)),
-            "metrics": lambda: measure(frames),
-            "metrics_coarse": lambda: measure(frames, subsample=step + 1),
-            "metrics_full": lambda: measure(full, subsample=1),
-            "both": lambda: measure(clip, decode_threads=config.threads),
-        }
-        counts = {"decode": n, "metrics": n, "metrics_coarse": n, "metrics_full": len(full), "both": n}
-        measure(frames[:16])  # warm up
-        times: dict[str, list[tuple[float, float]]] = {k: [] for k in stages}
-        for _ in range(config.repeats):  # interleaved: load changes hit every stage alike
-            for key, fn in stages.items():
-                times[key].append(_elapsed(fn))
-    t = {k: statistics.median(w for w, _ in v) / counts[k] for k, v in times.items()}  # wall s per frame
-    cpu = {k: statistics.median(c for _, c in v) / counts[k] for k, v in times.items()}  # CPU s per frame
-    ratio = t["metrics"] / t["decode"]
-    cpu_ratio = cpu["metrics"] / cpu["decode"]
-    grid = f"{-(-info.height // step)}x{-(-info.width // step)}"
-    coarse = f"{-(-info.height // (step + 1))}x{-(-info.width // (step + 1))}"
-
-    def row(label: str, key: str) -> str:
-        return (
-            f"| {label} | {1 / t[key]:.0f} | {1000 * t[key]:.2f} | {t[key] / t['decode']:.2f} "
-            f"| {1000 * cpu[key]:.2f} | {cpu[key] / cpu['decode']:.2f} |"
-        )
-
-    verdict = "met" if ratio <= 1 else "not met"
-    cpu_verdict = "met" if cpu_ratio <= 1 else "not met"
+            verdicts.append(f"{info.width}x{info.height}: {'met' if ratio <= 1 else 'NOT met'} ({ratio:.2f})")
+        memory = ""
+        if config.memory_4k:
+            clip4k = make_clip(
+                Path(tmp) / "bench_4k.mp4", frames=64, width=3840, height=2160, preset="ultrafast"
+            )
+            base, peak = _peak_rss_mb("-"), _peak_rss_mb(str(clip4k))
+            memory = (
+                f"Memory: `measure` on a 3840x2160 h264 clip of {_FRAMES_4K} frames in a fresh process peaks at "
+                f"**{peak:.0f} MB** resident (VmHWM; the same imports alone: {base:.0f} MB, so the measuring "
+                f"adds {peak - base:.0f} MB; target <= 1024 MB: **{'met' if peak <= 1024 else 'NOT met'}**). "
+                "Frames are shrunk to the grid as they are decoded, so memory does not grow with resolution "
+                "or length."
+            )
+    load_after = os.getloadavg()
+    load = (
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min; {os.cpu_count()} cores)"
+    )
     return "\n".join(
         [
-            "## Drift metrics speed (`vidfix bench metrics`)",
+            "## Drift metrics speed and memory (`vidfix bench metrics`)",
             "",
             f"Command: `{command}`  ",
             f"Machine: {machine_line()}  ",
+            f"Load: {load}  ",
             f"Date: {today()}",
             "",
-            f"Clip: procedural {info.width}x{info.height}, {n} frames, {info.codec} (libx264 CRF 18), "
-            f"decoded by decord to RGB uint8. Median of {config.repeats} interleaved repeats; {config.threads} "
-            "thread(s) for torch and for the decoder alike. `decode + metrics` decodes in a background thread, "
-            "overlapping the metrics.",
+            f"Clips: procedural, {config.frames} frames, h264 CRF 18. One process, one thread for torch, OpenCV and "
+            f"the decoder; {config.rounds} interleaved rounds; process CPU time per frame, median over rounds "
+            "(the ratio of the minima in parentheses). *decode*: PyAV to RGB24 frames (`thread_count = 1`, "
+            "`to_ndarray`); *metrics*: `measure(frames)` on the decoded frames in memory (every statistic, SSIM "
+            "to the first frame, flicker, lag SSIM, Frechet features, scene-cut detection; no networks); "
+            "*drift*: `measure(path)`, decoding and metrics together.",
             "",
-            "| stage | frames/s | wall ms/frame | wall vs decoding | CPU ms/frame | CPU vs decoding |",
-            "|---|---:|---:|---:|---:|---:|",
-            row("decoding alone", "decode"),
-            row(f"pure metrics, default analysis grid (step {step}: {grid} points)", "metrics"),
-            row(f"pure metrics, coarser grid (`subsample={step + 1}`: {coarse} points)", "metrics_coarse"),
-            row(
-                f"pure metrics, every pixel ({info.height}x{info.width}; first {len(full)} frames)",
-                "metrics_full",
-            ),
-            row("decode + metrics (`measure(path)`)", "both"),
+            "| clip | decode CPU ms/frame | metrics CPU ms/frame | metrics / decode | drift CPU ms/frame "
+            "| drift / decode | wall ms/frame (decode / metrics / drift) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *rows,
             "",
-            f"Target (pure metrics cost no more than decoding): wall time **{verdict}** (ratio {ratio:.2f}), "
-            f"CPU time **{cpu_verdict}** (ratio {cpu_ratio:.2f}). "
-            "Pure metrics = every per-frame statistic, block SSIM to the first frame, flicker, lag SSIM "
-            "(lags 2-50, every 4th frame) and the Frechet features; no LPIPS.",
+            f"Target (metrics at most the CPU time of decoding): {'; '.join(verdicts)}. {memory}",
         ]
     )
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {value!r}") from None
+    if w < 32 or h < 32 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"expected even WIDTHxHEIGHT of at least 32x32, got {value!r}")
+    return w, h
 
 
 def parse(argv: list[str] | None = None) -> BenchConfig:
     p = argparse.ArgumentParser(
         prog="vidfix bench metrics",
-        description="Frames per second of the drift metrics vs decoding alone, written to BENCHMARKS.md.",
+        description="CPU time of the drift metrics vs PyAV decoding, and peak memory at 4K, written to BENCHMARKS.md.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--frames", type=int, default=120, help="frames in the procedural clip")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median reported)")
-    p.add_argument("--width", type=int, default=854)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--threads", type=int, default=1, help="threads for the metrics (torch) and for decoding")
-    p.add_argument("--clip", help="time this video instead of the procedural clip")
+    p.add_argument("--frames", type=int, default=120, help="frames in each procedural clip")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median and minimum reported)")
+    p.add_argument("--sizes", type=_size, nargs="+", default=[(854, 480), (640, 272)], metavar="WxH")
+    p.add_argument("--clip", help="time this video instead of the procedural clips")
+    p.add_argument("--no-4k", action="store_true", help="skip the 4K memory measurement")
     p.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update")
     p.add_argument("--no-write", action="store_true", help="print only")
     ns = p.parse_args(argv)
-    if ns.frames < 2 or ns.repeats < 1 or ns.threads < 1:
-        p.error("--frames must be >= 2, --repeats and --threads >= 1")
+    if ns.frames < 16 or ns.rounds < 1:
+        p.error("--frames must be >= 16 and --rounds >= 1")
     return BenchConfig(
-        ns.frames, ns.repeats, ns.width, ns.height, ns.threads, ns.clip, ns.output, not ns.no_write
+        frames=ns.frames,
+        rounds=ns.rounds,
+        sizes=tuple(ns.sizes),
+        memory_4k=not ns.no_4k,
+        clip=ns.clip,
+        output=ns.output,
+        write=not ns.no_write,
     )
 
 

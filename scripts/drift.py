@@ -22,11 +22,14 @@ EXAMPLES = """examples:
   vidfix drift plain.mp4 stabilized.mp4 --chunk-frames 16 --json drift.json --plot drift.png
   # generated frames against fresh real ones (windowed Frechet distance over time):
   vidfix drift generated.mp4 --reference real_clips/ --window 32 --json drift.json --plot drift.png
-  # a long video: every 2nd frame, first 600, with LPIPS (weights from the torch hub cache):
-  vidfix drift long.mp4 --stride 2 --max-frames 600 --lpips --json drift.json
+  # a clip with scene cuts, measured within scenes; motion from optical flow:
+  vidfix drift edited.mp4 --scenes --motion --plot drift.png
+  # VBench subject/background consistency (DINO/CLIP weights from the Hugging Face cache) and LPIPS:
+  vidfix drift long.mp4 --stride 2 --max-frames 600 --subject --background --lpips --json drift.json
 
-JSON schema: see `python -c "import vidfix.metrics.report as r; print(r.__doc__)"` (schema vidfix.drift/1).
-Start-end drift = mean of the last 15% of frames minus the first 15% (FramePack); signed."""
+JSON schema: see `python -c "import vidfix.metrics.report as r; print(r.__doc__)"` (schema vidfix.drift/2).
+Start-end drift = mean of the last 15% of frames minus the first 15% (FramePack); signed. Comparisons are
+differences of |drift| in spreads (each metric's frame-to-frame scatter), never ratios."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,17 @@ class DriftConfig:
     chunk_frames: int | None = None
     chunks: int | None = None
     lpips: bool = False
+    subject: str | None = None  # DINO checkpoint ("" = the default)
+    background: str | None = None  # CLIP checkpoint ("" = the default)
+    motion: Literal["dis", "raft"] | None = None
+    scorers: tuple[str, ...] = ()
+    device: str = "cpu"
+    scenes: Literal["warn", "split", "off"] = "warn"
     stride: int = 1
     start: float | None = None
     end: float | None = None
     max_frames: int | None = None
-    subsample: int | Literal["auto"] = "auto"
+    grid: int | None = 160
     window: int = 32
     fraction: float = 0.15
     resize: bool = False
@@ -54,13 +63,18 @@ class DriftConfig:
     progress: bool = True
 
 
-def _subsample(value: str) -> int | Literal["auto"]:
-    if value == "auto":
-        return "auto"
+def _grid(value: str) -> int | None:
+    if value == "full":
+        return None
     try:
-        return _positive(value)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {value!r}") from None
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 16:
+        raise argparse.ArgumentTypeError(
+            f"expected 'full' or an integer >= 16 (the grid's short side), got {value!r}"
+        )
+    return n
 
 
 def _positive(value: str) -> int:
@@ -91,8 +105,9 @@ def _expand(paths: list[str]) -> tuple[str, ...]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vidfix drift",
-        description="Measure temporal drift of videos (colour, contrast, saturation, sharpness, flicker, SSIM, "
-        "optional LPIPS): start-end, per-chunk and lag curves, and Frechet distance to reference frames.",
+        description="Measure temporal drift of videos (colour, contrast, saturation, sharpness, flicker, SSIM; "
+        "optional LPIPS, VBench subject/background consistency, motion from optical flow): start-end, per-chunk and "
+        "lag curves, Frechet distance to reference frames; scene cuts found and, with --scenes, measured within.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -105,12 +120,50 @@ def _parser() -> argparse.ArgumentParser:
     chunking.add_argument("--chunk-frames", type=_positive, metavar="F", help="chunk length in frames")
     chunking.add_argument("--chunks", type=_positive, metavar="N", help="number of equal chunks")
     p.add_argument("--lpips", action="store_true", help="add LPIPS to the first and previous frame")
+    p.add_argument(
+        "--subject",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="VBench subject consistency from DINO features (default facebook/dino-vitb16; HF cache)",
+    )
+    p.add_argument(
+        "--background",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="VBench background consistency from CLIP features (default openai/clip-vit-base-patch32)",
+    )
+    p.add_argument(
+        "--motion",
+        nargs="?",
+        const="dis",
+        choices=["dis", "raft"],
+        help="dynamic degree and motion smoothness from optical flow (dis: OpenCV, no weights; raft: torchvision)",
+    )
+    p.add_argument(
+        "--scorer",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a frame scorer: a registered name (entry point vidfix.scorers) or module:attr; repeatable",
+    )
+    p.add_argument("--device", default="cpu", help="device for the networks (cpu, cuda)")
+    scenes = p.add_mutually_exclusive_group()
+    scenes.add_argument(
+        "--scenes", action="store_true", help="measure within scenes: a cut restarts anchors and is not drift"
+    )
+    scenes.add_argument("--no-scene-detection", action="store_true", help="skip scene-cut detection")
     p.add_argument("--stride", type=_positive, default=1, metavar="S", help="use every S-th frame")
     p.add_argument("--start", type=float, metavar="SEC", help="first second to use")
     p.add_argument("--end", type=float, metavar="SEC", help="second to stop at")
     p.add_argument("--max-frames", type=_positive, metavar="N", help="use at most N frames")
     p.add_argument(
-        "--subsample", type=_subsample, default="auto", metavar="N|auto", help="analysis grid step"
+        "--grid",
+        type=_grid,
+        default=160,
+        metavar="N|full",
+        help="short side of the analysis grid frames are shrunk to (antialiased; default 160), or full",
     )
     p.add_argument("--window", type=_positive, default=32, metavar="W", help="frames per Frechet window")
     p.add_argument("--fraction", type=float, default=0.15, help="start-end share of frames (default 0.15)")
@@ -137,11 +190,17 @@ def parse(argv: list[str] | None = None) -> DriftConfig:
         chunk_frames=ns.chunk_frames,
         chunks=ns.chunks,
         lpips=ns.lpips,
+        subject=ns.subject,
+        background=ns.background,
+        motion=ns.motion,
+        scorers=tuple(ns.scorer),
+        device=ns.device,
+        scenes="split" if ns.scenes else "off" if ns.no_scene_detection else "warn",
         stride=ns.stride,
         start=ns.start,
         end=ns.end,
         max_frames=ns.max_frames,
-        subsample=ns.subsample,
+        grid=ns.grid,
         window=ns.window,
         fraction=ns.fraction,
         resize=ns.resize,
@@ -153,11 +212,41 @@ def parse(argv: list[str] | None = None) -> DriftConfig:
     )
 
 
-def run(config: DriftConfig) -> dict:
-    """Measure, print the table, write JSON and PNG; returns the report."""
-    from tqdm import tqdm
-    from vidfix.metrics import drift_report, format_table, plot_report, save_report
+def _scorers(config: DriftConfig) -> list:
+    """The frame scorers the options ask for, loaded before any video is measured (missing weights fail first)."""
+    from vidfix.metrics import MotionScorer, background_consistency, load_scorer, subject_consistency
 
+    out: list = []
+    if config.subject is not None:
+        out.append(subject_consistency(config.subject or None, device=config.device))
+    if config.background is not None:
+        out.append(background_consistency(config.background or None, device=config.device))
+    if config.motion is not None:
+        out.append(MotionScorer(config.motion))
+    out += [load_scorer(spec) for spec in config.scorers]
+    return out
+
+
+def run(config: DriftConfig) -> dict:
+    """Check the inputs, load the networks asked for, measure, print the table, write JSON and PNG."""
+    import warnings
+
+    from tqdm import tqdm
+    from vidfix.metrics import (
+        MetricsWarning,
+        VideoReadWarning,
+        drift_report,
+        format_table,
+        plot_report,
+        probe,
+        save_report,
+    )
+
+    videos = list(_expand(list(config.videos)))
+    reference = list(_expand(list(config.reference)))
+    for path in videos + reference:
+        probe(path)  # a missing or unreadable file fails here, before any network loads
+    scorers = _scorers(config)
     bars: list[tqdm] = []
 
     def progress(name: str, expected: int | None):
@@ -170,25 +259,30 @@ def run(config: DriftConfig) -> dict:
         return bar.update
 
     try:
-        report = drift_report(
-            list(_expand(list(config.videos))),
-            names=config.names,
-            reference=list(_expand(list(config.reference))) or None,
-            chunk_frames=config.chunk_frames,
-            chunks=config.chunks,
-            fraction=config.fraction,
-            window=config.window,
-            lpips=config.lpips,
-            mismatch="resize" if config.resize else "error",
-            ignore_fps=config.ignore_fps,
-            stride=config.stride,
-            start=config.start,
-            end=config.end,
-            max_frames=config.max_frames,
-            subsample=config.subsample,
-            backend=config.backend,
-            progress=progress,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VideoReadWarning)  # the report's notes say it, once
+            warnings.simplefilter("ignore", MetricsWarning)
+            report = drift_report(
+                videos,
+                names=config.names,
+                reference=reference or None,
+                chunk_frames=config.chunk_frames,
+                chunks=config.chunks,
+                fraction=config.fraction,
+                window=config.window,
+                lpips=config.lpips,
+                scorers=scorers,
+                scenes=config.scenes,
+                mismatch="resize" if config.resize else "error",
+                ignore_fps=config.ignore_fps,
+                stride=config.stride,
+                start=config.start,
+                end=config.end,
+                max_frames=config.max_frames,
+                grid=config.grid,
+                backend=config.backend,
+                progress=progress,
+            )
     finally:
         for bar in bars:
             bar.close()
@@ -201,20 +295,21 @@ def run(config: DriftConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``vidfix drift ...``: 0 on success, 2 with one clear line on stderr for bad input."""
+    """``vidfix drift ...``: 0 on success, 2 with one clear line on stderr for bad input or missing weights."""
     config = parse(argv)
-    from vidfix.metrics import LPIPSWeightsError
+    from vidfix.metrics import FeatureWeightsError, FlowWeightsError, LPIPSWeightsError
 
     try:
         run(config)
-    except (
-        OSError,
-        ValueError,
-        LPIPSWeightsError,
-    ) as err:  # VideoReadError and UnreportableError are ValueErrors
-        print(f"vidfix drift: error: {err}", file=sys.stderr)
+    except (OSError, ValueError, LPIPSWeightsError, FeatureWeightsError, FlowWeightsError) as err:
+        # VideoReadError and UnreportableError are ValueErrors
+        print(f"vidfix drift: error: {_one_line(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

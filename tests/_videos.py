@@ -97,3 +97,39 @@ def with_blur(frames: np.ndarray, sigma: float) -> np.ndarray:
         if s > 0:
             out[i] = ndimage.gaussian_filter(frames[i], sigma=(s, s, 0))
     return out
+
+
+def three_scenes(t_each: int = 30, h: int = 64, w: int = 96, *, seed: int = 0) -> np.ndarray:
+    """Three stationary shots cut together (cuts at ``t_each`` and ``2 * t_each``): each its own palette and level.
+
+    The first is :func:`scene`; the second has its colour channels rotated and is brighter; the third is darker
+    and bluer. No drift anywhere: every change between shots is a cut.
+    """
+    a = scene(t_each, h, w, seed=seed)
+    b = np.clip(scene(t_each, h, w, seed=seed + 1)[..., [2, 0, 1]] + 0.2, 0, 1)
+    c = np.clip(scene(t_each, h, w, seed=seed + 2) * np.array([0.5, 0.6, 1.1]) - 0.05, 0, 1)
+    return np.concatenate([a, b, c])
+
+
+def moving_square(
+    t: int = 24, h: int = 64, w: int = 96, *, speed: float = 2.0, jitter: float = 0.0, seed: int = 0
+) -> np.ndarray:
+    """A textured square gliding right at ``speed`` px/frame over a fixed background; ``jitter`` adds a random
+    shift of up to that many pixels per frame (a stuttering camera). ``speed=0, jitter=0``: a frozen video."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    background = np.stack(
+        [0.4 + 0.2 * np.sin(6 * xx), 0.45 + 0.2 * np.cos(5 * yy), 0.5 + 0.1 * np.sin(4 * (xx + yy))], -1
+    )
+    background = background + ndimage.gaussian_filter(rng.normal(0, 0.1, (h, w, 3)), (1.5, 1.5, 0))
+    s = h // 3
+    patch = np.clip(0.6 + ndimage.gaussian_filter(rng.normal(0, 0.3, (s, s, 3)), (1, 1, 0)), 0, 1)
+    frames = np.empty((t, h, w, 3))
+    for i in range(t):
+        dx, dy = rng.uniform(-jitter, jitter, 2) if jitter else (0.0, 0.0)
+        frame = ndimage.shift(background, (dy, dx, 0), mode="nearest") if jitter else background.copy()
+        x0 = round(4 + speed * i + dx) % (w - s)
+        y0 = round((h - s) / 2 + dy)
+        frame[y0 : y0 + s, x0 : x0 + s] = patch
+        frames[i] = frame
+    return np.clip(frames, 0, 1)

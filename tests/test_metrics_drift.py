@@ -31,6 +31,7 @@ from vidfix.metrics import (
     frechet_over_time,
     lag_curve,
     measure,
+    spread,
     start_end,
     start_end_drift,
     video_drift_error,
@@ -260,15 +261,23 @@ def test_identical_videos_compare_equal(base_metrics):
     for name in base_metrics.series:
         np.testing.assert_array_equal(base_metrics.series[name], twin.series[name])
     out = compare([base_metrics, twin])
-    assert all(out[m]["ratio"]["twin"] in (1.0, 0.0) for m in out)
+    assert all(out[m]["difference"]["twin"] == 0.0 for m in out)
+    assert all(out[m]["in_spread"]["twin"] in (0.0, None) for m in out)
 
 
 def test_compare_with_and_without_stabilizer(base):
     plain = measure(with_brightness(base, 0.12), name="plain", lags=())
     fixed = measure(with_brightness(base, 0.03), name="stabilized", lags=())
     out = compare([plain, fixed])
-    assert out["luma_mean"]["ratio"]["stabilized"] == pytest.approx(0.25, abs=0.05)
-    assert out["luma_mean"]["signed"]["plain"] > 0
+    luma = out["luma_mean"]
+    assert luma["difference"]["stabilized"] == pytest.approx(
+        -0.09 * (1 - 0.15), abs=0.01
+    )  # 0.03 - 0.12 of ramp
+    # In spreads of the baseline's own frame-to-frame scatter: far below noise, a large negative number.
+    assert luma["spread"] == pytest.approx(spread(plain.series["luma_mean"]))
+    assert luma["in_spread"]["stabilized"] == pytest.approx(luma["difference"]["stabilized"] / luma["spread"])
+    assert luma["in_spread"]["stabilized"] < -10
+    assert luma["signed"]["plain"] > 0
     with pytest.raises(ValueError, match="unique"):
         compare([plain, plain])
 

@@ -21,6 +21,9 @@ TO_LAYOUT = {
 }
 
 
+@pytest.mark.filterwarnings(
+    "ignore::vidfix.metrics.DataRangeWarning"
+)  # a bright random clip looks like [0, 1]
 @settings(max_examples=30, deadline=None)
 @given(arrays(np.uint8, st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6), st.just(3))))
 def test_every_layout_gives_the_same_frames(x):
@@ -81,7 +84,9 @@ def test_slight_overshoot_is_clamped():
         (np.zeros((1, 2, 2, 3), bool), {}, "dtype bool"),
         (np.zeros((1, 2, 2, 3)), {"layout": "HWC"}, "unknown layout"),
         (np.zeros((1, 2, 2, 3)), {"value_range": (1, 0)}, "hi > lo"),
-        ([[1, 2, 3]], {}, "numpy array or torch tensor"),
+        ("clip.mp4", {}, "numpy array, a torch tensor or a list of frames"),
+        ([np.zeros((4, 4, 3)), np.zeros((5, 4, 3))], {}, "frames in the list differ in shape"),
+        ([np.zeros((4, 4, 3))], {"layout": "CTHW"}, "list of frames is stacked along a new first axis"),
     ],
 )
 def test_bad_input_gives_clear_errors(x, kwargs, match):

@@ -14,7 +14,6 @@ from _videos import scene, to_u8, with_brightness
 from vidfix.metrics import (
     METRICS,
     SCHEMA,
-    auto_subsample,
     drift_report,
     format_table,
     load_report,
@@ -23,6 +22,7 @@ from vidfix.metrics import (
     save_report,
     write_video,
 )
+from vidfix.metrics.grid import grid_shape
 from vidfix.scripts import drift as drift_cli
 
 T = 24
@@ -55,7 +55,9 @@ def test_report_schema(report):
         "metrics",
         "features",
         "videos",
+        "references",
         "comparison",
+        "notes",
     }
     assert report["settings"]["chunk_frames"] == 8 and report["settings"]["reference"] == ["real.mkv"]
     v = report["videos"][0]
@@ -73,8 +75,16 @@ def test_report_schema(report):
     assert (
         v["frechet"]["distance"][-1] > v["frechet"]["distance"][0]
     )  # the brightness ramp leaves the reference
-    ratio = report["comparison"]["metrics"]["luma_mean"]["ratio"]["fixed.mkv"]
-    assert ratio == pytest.approx(0.2, abs=0.03)  # 0.03 / 0.15 of the injected ramp
+    luma = report["comparison"]["metrics"]["luma_mean"]
+    assert luma["difference"]["fixed.mkv"] == pytest.approx(
+        -0.12 * (1 - 4 / 24), abs=0.01
+    )  # 0.03 - 0.15 of the ramp
+    assert report["comparison"]["spread_from"] == "references"
+    assert luma["spread"] == pytest.approx(report["references"][0]["spread"]["luma_mean"])
+    assert luma["in_spread"]["fixed.mkv"] < -10  # far outside what the real clip does by itself
+    assert v["grid"] == [48, 64] and v["scenes"] == [[0, T]] and v["cuts"] == [] and v["notes"] == []
+    assert v["times"] == pytest.approx([i / 24 for i in range(T)], abs=1e-3)
+    assert set(v["chunks"]["vde"]) == {m for m, i in report["metrics"].items() if i["score"]}
 
 
 def test_delta_e_anchors_on_the_first_chunk(report, clips):
@@ -90,7 +100,7 @@ def test_json_round_trip_is_strict(report, tmp_path):
     assert "NaN" not in text and "Infinity" not in text
     assert load_report(path) == json.loads(text) == report
     (tmp_path / "other.json").write_text('{"schema": "something/else"}')
-    with pytest.raises(ValueError, match=r"is not a vidfix\.drift/1 report"):
+    with pytest.raises(ValueError, match=r"is not a vidfix\.drift/2 report"):
         load_report(tmp_path / "other.json")
 
 
@@ -99,6 +109,7 @@ def test_table_and_plot(report, tmp_path):
     assert "plain.mkv" in table and "fixed.mkv" in table and "luma_mean" in table and "frechet" in table
     row = next(line for line in table.splitlines() if line.startswith("luma_mean"))
     assert "(+0.1" in row  # signed start-end drift of the 0.15 ramp
+    assert " sd)" in row and "x" not in row.split("(+0.1")[-1]  # differences in spreads, no ratios
     out = plot_report(report, tmp_path / "p.png", metrics=["luma_mean", "delta_e"], columns=2)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -119,30 +130,35 @@ def test_size_and_fps_mismatch(clips):
         drift_report([clips["plain"], clips["big"]])
     resized = drift_report([clips["plain"], clips["big"]], mismatch="resize")
     assert resized["settings"]["size"] == [48, 64]
-    assert all((v["height"], v["width"]) == (48, 64) for v in resized["videos"])
+    assert [(v["height"], v["width"]) for v in resized["videos"]] == [(48, 64), (64, 96)]  # as stored
+    assert all(v["grid"] == [48, 64] for v in resized["videos"])  # as measured
     with pytest.raises(ValueError, match="differ in frame rate"):
         drift_report([clips["plain"], clips["fast"]])
     assert len(drift_report([clips["plain"], clips["fast"]], ignore_fps=True)["videos"]) == 2
 
 
 def test_measure_grid_and_progress():
-    assert [auto_subsample(h, 16 * h // 9) for h in (240, 360, 480, 720, 1080)] == [1, 2, 3, 4, 6]
+    assert [grid_shape(h, 16 * h // 9) for h in (144, 240, 480, 720, 2160)] == [
+        (144, 256),
+        (160, 284),
+        (160, 284),
+        (160, 284),
+        (160, 284),
+    ]
     x = to_u8(scene(6, 192, 256, seed=4))
-    full = measure(x, subsample=1)
-    grid = measure(x, subsample=2)
-    for name in (
-        "mean_r",
-        "luma_mean",
-        "lab_l",
-        "saturation",
-    ):  # point samples estimate the frame's statistics
-        np.testing.assert_allclose(grid.series[name], full.series[name], rtol=0.01, err_msg=name)
+    full = measure(x, grid=None)
+    small = measure(x, grid=96)
+    assert full.grid == (192, 256) and small.grid == (96, 128)
+    for name in ("mean_r", "mean_b", "luma_mean"):  # an antialiased grid keeps linear means
+        np.testing.assert_allclose(small.series[name], full.series[name], rtol=0.01, err_msg=name)
     seen: list[int] = []
     started: list[int | None] = []
     measure(x, batch_size=4, on_start=started.append, on_frames=seen.append)
     assert started == [6] and seen == [4, 2]
     with pytest.raises(ValueError, match="analysis grid"):
-        measure(x, subsample=20)
+        measure(to_u8(scene(4, 12, 64)))
+    with pytest.raises(ValueError, match="grid must be"):
+        measure(x, grid=4)
     with pytest.raises(ValueError, match="holds 2 videos"):
         measure(torch.zeros(2, 3, 4, 32, 32), layout="BCTHW")
 
@@ -150,6 +166,7 @@ def test_measure_grid_and_progress():
 def test_metric_registry_is_complete():
     vm = measure(scene(4, 32, 32))
     assert set(vm.series) == set(METRICS) - {"lpips_anchor", "lpips_adjacent"}
+    assert not vm.metric_info
 
 
 def test_cli_writes_table_json_and_plot(clips, tmp_path, capsys):
