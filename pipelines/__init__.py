@@ -12,6 +12,7 @@ Diffusers wrappers (latents ``(B, C, F, H, W)`` for correctors and trackers):
     >>> handle = stabilize(pipe, DCW(low=0.005), track_drift=True)     # doctest: +SKIP
 """
 
+from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
 from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
 from vidfix.pipelines.ltx import LTXTokens
 from vidfix.pipelines.reference import (
@@ -69,6 +70,7 @@ __all__ = [
     "NonFiniteChunkError",
     "PipelineSpec",
     "ReferenceVideoModel",
+    "RolloutCalibrationConfig",
     "RunFolder",
     "RunFolderError",
     "SamplerConfig",
@@ -77,6 +79,7 @@ __all__ = [
     "Stabilized",
     "StepCallback",
     "Teacher",
+    "calibrate_rollout",
     "channel_stats",
     "check_denoiser",
     "chunk_starts",

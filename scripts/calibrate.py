@@ -19,6 +19,7 @@ _EXAMPLES = """examples:
   vidfix calibrate --steps 16 --out calibration.json              # shipped reference model, its procedural video
   vidfix calibrate --scheduler unipc --steps 16 --dims 2d --out calibration_unipc_2d.json
   vidfix calibrate --model my_model --data clips.safetensors --steps 20 --out my_calibration.json
+  vidfix calibrate --rollout 6 --steps 8 --out calibration_rollout.json   # coefficients that cut drift
   vidfix generate --frames 128 --seeds 0-7 --calibration calibration.json --out runs/calibrated
 
 Real frames: by default clips of the reference model's procedural video process (seeds --seeds, which
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chain", action="store_true", help="also measure the full reverse chain (the paper's Fig. 1c)"
     )
+    p.add_argument(
+        "--rollout", type=int, metavar="CHUNKS", default=0,
+        help="instead of the one-step probe, probe drift with short rollouts of CHUNKS chunks (one per clip, "
+        "from its context; its chunk is the target); e.g. --rollout 6",
+    )  # fmt: skip
     p.add_argument("--out", default="calibration.json", help="coefficient file (default calibration.json)")
     p.add_argument("--plot", help="PNG of the per-step curves (default: --out with .png)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -115,6 +121,9 @@ def _clips(ns: argparse.Namespace, folder: Path, frames: int, size: int, generat
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if ns.rollout < 0:
+        print(f"vidfix calibrate: error: --rollout takes a number of chunks >= 1, got {ns.rollout}", file=sys.stderr)
+        return 2
 
     import torch
     from vidfix.pipelines.factory import load_denoiser, make_scheduler
@@ -137,11 +146,24 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator().manual_seed(ns.seed)
         clips = _clips(ns, folder, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(ns.device)
         context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
-        bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
-        result = calibrate(
-            model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
-            chain=ns.chain, generator=generator, progress=progress,
-        )  # fmt: skip
+        if ns.rollout:
+            from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
+            from vidfix.pipelines.sampler import SamplerConfig
+
+            B, C, _, H, W = reference.shape
+            sconf = SamplerConfig(num_frames=ns.rollout * F, chunk_frames=F, context_frames=K, channels=C,
+                                  height=H, width=W, num_steps=ns.steps)  # fmt: skip
+            bar, progress = progress_bar("calibrate (rollouts)", unit="rollout", disable=ns.no_progress)
+            result = calibrate_rollout(
+                model, scheduler, sconf, seeds=range(B), context=context if K else None, reference=reference,
+                options=RolloutCalibrationConfig(dims=ns.dims), device=ns.device, progress=progress,
+            )  # fmt: skip
+        else:
+            bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
+            result = calibrate(
+                model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
+                chain=ns.chain, generator=generator, progress=progress,
+            )  # fmt: skip
         bar.close()
         result.save(out)
         plot = plot_calibration(result, ns.plot or out.with_suffix(".png"))
@@ -150,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"calibrated {result.scheduler}, {result.num_steps} steps, {result.dims}, on {result.samples} clips "
           f"({result.model_calls} model calls)")  # fmt: skip
-    for g in result.groups:
+    if result.method == "rollout":
+        ro = result.rollout
+        for g in result.groups:
+            note = ro["refused"][g] or f"stderr {ro['fit']['stderr'][g]:.3g}"
+            print(f"  {g:<9} coefficient {ro['coefficients'][g]:+.4f} ({note})")
+    for g in result.groups if result.method != "rollout" else ():
         fit = result.fit[g]
         print(f"  {g:<9} coefficient per step: {' '.join(f'{v:+.3f}' for v in result.lam[g])}")
         print(
