@@ -321,6 +321,14 @@ def _verdicts(result: dict[str, Any]) -> list[str]:
                     f"{name} {cond}: " + ("reached" if not missed else "missed (" + "; ".join(missed) + ")")
                 )
         out.append(f"- {st['scheduler']} {st['steps']} steps: " + ", ".join(parts) + ".")
+    bound = RolloutCalibrationConfig().max_coefficient
+    hit = sorted(
+        {f"{st['scheduler']} {st['steps']}" for st in result["settings"] for row in st["rows"].values()
+         if "rollout" in row and any(abs(v) >= bound - 1e-9 for v in row["rollout"]["coefficients"].values())}
+    )  # fmt: skip
+    if hit:
+        out.append(f"- Rollout coefficients at their bound ({bound}): {', '.join(hit)} steps (the linear response")
+        out[-1] += " is only trusted near 0; more correction there would need a second probe round)."
     return out
 
 
