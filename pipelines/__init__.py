@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from vidfix._lazy import attach
 
 if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): importing a submodule stays light
+    from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
     from vidfix.pipelines.diffusers_run import GenerateConfig, generate, load_pipeline, make_corrector
     from vidfix.pipelines.fewstep import FewStepScheduler
     from vidfix.pipelines.ltx import LTXTokens
@@ -84,6 +85,7 @@ __all__ = [
     "ReferenceVideoModel",
     "RollingKVUnavailable",
     "RollingWan",
+    "RolloutCalibrationConfig",
     "RunFolder",
     "RunFolderError",
     "SamplerConfig",
@@ -92,6 +94,7 @@ __all__ = [
     "Stabilized",
     "StepCallback",
     "Teacher",
+    "calibrate_rollout",
     "channel_stats",
     "check_denoiser",
     "chunk_starts",

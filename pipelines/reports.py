@@ -49,7 +49,8 @@ def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str]) ->
     fig, (ax_gap, ax_lam) = plt.subplots(1, 2, figsize=(10, 3.8))
     for g in result.groups:
         c = _COLOURS.get(g)
-        ax_gap.plot(steps, result.gap[g], "o-", color=c, label=g, ms=3)
+        if g in result.gap:  # the one-step probe's gap (regression and rollout calibrations have none)
+            ax_gap.plot(steps, result.gap[g], "o-", color=c, label=g, ms=3)
         if result.chain_gap:
             ax_gap.plot(steps, result.chain_gap[g], "--", color=c, alpha=0.6)
         ax_lam.plot(steps, result.lam[g], "o-", color=c, label=g, ms=3)

@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vidfix.scripts._common import Parser, UsageError, device_name, positive_float, positive_int, seeds
+from vidfix.scripts._common import (
+    Parser,
+    UsageError,
+    device_name,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seeds,
+)
 from vidfix.scripts.cli import command
 
 __all__ = ["SUMMARY", "build_parser", "main"]
@@ -22,6 +30,7 @@ _EXAMPLES = """examples:
   vidfix calibrate --steps 16 --out calibration.json              # shipped reference model, its procedural video
   vidfix calibrate --scheduler unipc --steps 16 --dims 2d --out calibration_unipc_2d.json
   vidfix calibrate --model my_model --data clips.safetensors --steps 20 --out my_calibration.json
+  vidfix calibrate --rollout 6 --steps 8 --out calibration_rollout.json   # coefficients that cut drift
   vidfix generate --frames 128 --seeds 0-7 --calibration calibration.json --out runs/calibrated
 {pipeline_examples}
 
@@ -76,6 +85,11 @@ def build_parser() -> Parser:
     p.add_argument(
         "--chain", action="store_true", help="also measure the full reverse chain (the paper's Fig. 1c)"
     )
+    p.add_argument(
+        "--rollout", type=nonnegative_int, metavar="CHUNKS", default=0,
+        help="instead of the one-step probe, probe drift with short rollouts of CHUNKS chunks (one per clip, "
+        "from its context; its chunk is the target); e.g. --rollout 6",
+    )  # fmt: skip
     p.add_argument("--out", default="calibration.json", help="coefficient file (default calibration.json)")
     p.add_argument("--plot", help="PNG of the per-step curves (default: --out with .png)")
     p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
@@ -169,14 +183,29 @@ def main(argv: list[str]) -> int:
     generator = torch.Generator().manual_seed(ns.seed)
     clips = _clips(ns, folder, K + F, int(getattr(cfg, "sample_size", 0) or 0), generator).to(device)
     context, reference = clips[:, :, :K], clips[:, :, K:]  # (B, C, K, H, W), (B, C, F, H, W)
-    bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
-    result = calibrate(
-        model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
-        chain=ns.chain, generator=generator, progress=progress,
-    )  # fmt: skip
+    if ns.rollout:
+        from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
+        from vidfix.pipelines.sampler import SamplerConfig
+
+        B, C, _, H, W = reference.shape
+        sconf = SamplerConfig(num_frames=ns.rollout * F, chunk_frames=F, context_frames=K, channels=C,
+                              height=H, width=W, num_steps=ns.steps)  # fmt: skip
+        bar, progress = progress_bar("calibrate (rollouts)", unit="rollout", disable=ns.no_progress)
+        result = calibrate_rollout(
+            model, scheduler, sconf, seeds=range(B), context=context if K else None, reference=reference,
+            options=RolloutCalibrationConfig(dims=ns.dims), device=device, progress=progress,
+        )  # fmt: skip
+    else:
+        bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
+        result = calibrate(
+            model, scheduler, reference, num_steps=ns.steps, context=context if K else None, dims=ns.dims,
+            chain=ns.chain, generator=generator, progress=progress,
+        )  # fmt: skip
     bar.close()
     # The file records the model it was measured on: `vidfix generate --calibration` checks it.
     data = result.to_dict() | {"dcw": result.to_dcw().to_dict(), "model": describe_model(model, folder)}
+    if result.affine:  # the full band-affine fix for programs (``to_corrector``); "dcw" stays first
+        data["corrector"] = result.to_corrector().to_dict()  # type: ignore[attr-defined]
     try:
         write_json_atomic(data, out)
     except ValueError as err:  # NaN/inf coefficients: the clips are not data the model knows
@@ -187,7 +216,12 @@ def main(argv: list[str]) -> int:
     plot = plot_calibration(result, ns.plot or out.with_suffix(".png"))
     print(f"calibrated {result.scheduler}, {result.num_steps} steps, {result.dims}, on {result.samples} clips "
           f"({result.model_calls} model calls)")  # fmt: skip
-    for g in result.groups:
+    if result.method == "rollout":
+        ro = result.rollout
+        for g in result.groups:
+            note = ro["refused"][g] or f"stderr {ro['fit']['stderr'][g]:.3g}"
+            print(f"  {g:<9} coefficient {ro['coefficients'][g]:+.4f} ({note})")
+    for g in result.groups if result.method != "rollout" else ():
         fit = result.fit[g]
         print(f"  {g:<9} coefficient per step: {' '.join(f'{v:+.3f}' for v in result.lam[g])}")
         print(

@@ -1,7 +1,7 @@
 """vidfix: fix drift in autoregressive video diffusion without retraining.
 
-Core (this package): the wavelet band transform, band correctors (DCW 2D/3D, epsilon scaling, identity),
-coefficient schedules, the scheduler tap, the loop-level API for hand-written AR loops (:class:`ARLoop`)
+Core (this package): the wavelet band transform, band correctors (DCW 2D/3D, band-affine, epsilon scaling,
+identity; on-path anchoring, closed loop and a TTC baseline for autoregressive rollouts), coefficient schedules, the scheduler tap, the loop-level API for hand-written AR loops (:class:`ARLoop`)
 and calibration. Latents are ``(B, C, F, H, W)``.
 
     >>> from vidfix import DCW, tap
@@ -15,7 +15,7 @@ from vidfix._lazy import attach
 
 if TYPE_CHECKING:  # the exports, imported on first use (vidfix._lazy): `import vidfix` does not load torch
     from vidfix.bands import GROUPS, Bands, band_filter, band_group, band_names, dwt, group_components, idwt
-    from vidfix.correctors import DCW, EpsScaling, Identity
+    from vidfix.correctors import DCW, TTC, BandAffine, BandAnchor, Chain, ClosedLoop, EpsScaling, Identity
     from vidfix.loop import ARLoop
     from vidfix.protocols import ChunkAware, Corrector, Denoiser, FoldableCorrector, StepInfo
     from vidfix.schedules import Schedule
@@ -30,10 +30,15 @@ __all__ = [
     "DCW",
     "GROUPS",
     "SUPPORTED_SCHEDULERS",
+    "TTC",
     "ARLoop",
+    "BandAffine",
+    "BandAnchor",
     "Bands",
+    "Chain",
     "ChunkAware",
     "ChunkStats",
+    "ClosedLoop",
     "Corrector",
     "Denoiser",
     "DriftTracker",
