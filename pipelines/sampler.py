@@ -419,6 +419,14 @@ def sample_video(
         c_in = c
         if c is not None and cfg.context_noise > 0:
             c_in = renoise_context(c, cfg.context_noise, _noise(generators, tuple(c.shape[1:]), like))
+        # A Diffusion-Forcing model is told its context's noise level (flow level 0.001 a); a model with a
+        # sink sees the video's first frames (the start context's, else the first generated ones).
+        step_kwargs = kwargs
+        if c_in is not None and getattr(denoiser, "accepts_context_sigma", False):
+            step_kwargs = {**step_kwargs, "context_sigma": 0.001 * cfg.context_noise}
+        S = int(getattr(denoiser, "sink_frames", 0) or 0)
+        if S and prefix.shape[2] + video.shape[2] >= S:
+            step_kwargs = {**step_kwargs, "sink": torch.cat([prefix, video[:, :, :S]], 2)[:, :, :S]}
 
         # Denoise the chunk: a fresh (tapped) scheduler per chunk; the corrector acts inside each step.
         if isinstance(corrector, ChunkAware):
@@ -429,7 +437,7 @@ def sample_video(
         try:
             for i, t in enumerate(timesteps):
                 events.clear()
-                out = denoiser(scale_input(sched, x, t), t, context=c_in, **kwargs)
+                out = denoiser(scale_input(sched, x, t), t, context=c_in, **step_kwargs)
                 x_next = scheduler_step(sched, out, t, x, index=i, timesteps=timesteps)
                 if callback is not None:
                     ev = events[-1] if events else None
