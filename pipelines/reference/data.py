@@ -1,6 +1,6 @@
 """The procedural sprite-video process the reference model is trained on and measured against.
 
-Each video (one integer seed) is one to three large anti-aliased sprites (disc, square, triangle, ring,
+Each video (one integer seed) is one or two large anti-aliased sprites (disc, square, triangle, ring,
 cross) of fixed colours bouncing at constant speed inside the frame, over a flat coloured background with a
 few soft plane waves that pan slowly. Every quantity is a closed-form function of (seed, frame index), so any
 frame range of any length renders directly, deterministically, and independently of the batch it lands in,
@@ -61,14 +61,14 @@ class SpriteVideoConfig:
     height: int = 64  # frame height in pixels
     width: int = 64  # frame width in pixels
     min_sprites: int = 1  # sprites per video, drawn uniformly in [min_sprites, max_sprites]
-    max_sprites: int = 3
+    max_sprites: int = 2
     shapes: tuple[Shape, ...] = SHAPES  # shapes a sprite may take, drawn uniformly
-    radius: tuple[float, float] = (0.13, 0.2)  # sprite circumradius range (fraction of side)
-    speed: tuple[float, float] = (0.006, 0.014)  # sprite speed range per frame (fraction of side)
-    pan_speed: tuple[float, float] = (0.0005, 0.002)  # background pan speed per frame (fraction of side)
+    radius: tuple[float, float] = (0.15, 0.22)  # sprite circumradius range (fraction of side)
+    speed: tuple[float, float] = (0.005, 0.012)  # sprite speed range per frame (fraction of side)
+    pan_speed: tuple[float, float] = (0.0005, 0.0015)  # background pan speed per frame (fraction of side)
     waves: int = 2  # coarse background plane waves (1.5 to 5 cycles per side)
     fine_waves: int = 0  # fine background plane waves (8 to 12 cycles per side): detail to keep or lose
-    wave_amplitude: tuple[float, float] = (0.03, 0.07)  # coarse wave amplitude range (of the [0, 1] range)
+    wave_amplitude: tuple[float, float] = (0.02, 0.05)  # coarse wave amplitude range (of the [0, 1] range)
     hue_speed: tuple[float, float] = (0.0, 0.0)  # background hue turn per frame, in turns (sign random)
     edge: float = 1.0  # width of the anti-aliased sprite edge, in pixels
 

@@ -83,7 +83,7 @@ class SpriteJudge(ModelMixin, ConfigMixin):  # type: ignore[misc]
     @register_to_config
     def __init__(
         self,
-        channels: tuple[int, ...] = (32, 64, 96, 128),
+        channels: tuple[int, ...] = (16, 32, 64, 128),
         feature_dim: int = 16,
         summary_dim: int = 8,
         norm_groups: int = 8,

@@ -66,6 +66,12 @@ class TrainConfig:
     # the model's own errors soften edges; trained to continue blurred context with sharp sprites, it has a
     # way back (the target is always the sharp real future). Not told to the model.
     context_blur_prob: float = 0.5  # fraction of clips with a blurred context
+    context_damage: float = 0.0  # fraction of clips whose context is damaged the way rollouts damage it: blur,
+    # faded contrast and a colour slip, each growing over the context frames (a trend the model must NOT
+    # continue: the target is the sharp real future); not told to the model
+    damage_blur: float = 1.5  # largest blur (pixels) of the newest damaged context frame
+    damage_fade: float = 0.3  # largest contrast loss (fraction) of the newest damaged context frame
+    damage_colour: float = 0.15  # largest colour slip (per channel, [-1, 1] units) of the newest frame
     trend_fraction: float = (
         0.0  # fraction of clips from the non-stationary variant (data with TREND's hue_speed)
     )
@@ -160,6 +166,8 @@ def flow_matching_loss(
         torch.where(u < cfg.context_drop + (1 - cfg.context_drop) * cfg.full_context, K, partial),
     )
     present = (torch.arange(K)[None, :] >= (K - k)[:, None]).to(dev)  # (B, K)
+    if cfg.context_damage > 0 and K > 0:
+        context = damage_context(context, generator, cfg)
     if cfg.context_blur > 0 and K > 0:
         blur = cfg.context_blur * torch.rand(B, generator=generator)
         blur = torch.where(torch.rand(B, generator=generator) < cfg.context_blur_prob, blur, 0.0).to(dev)
@@ -234,6 +242,23 @@ def regenerate_context(
         ctx = ctx.clone()
         ctx[rows] = x.clamp(-1, 1).to(ctx.dtype)
     return torch.cat([sink, ctx, chunk], 2)
+
+
+def damage_context(context: Tensor, generator: torch.Generator, cfg: TrainConfig) -> Tensor:
+    """Damage a ``context_damage`` fraction of contexts ``(B, C, K, H, W)`` like a drifting rollout does: blur,
+    contrast fade and a colour slip, each at a random size for the clip growing linearly to the newest frame."""
+    B, C, K, H, W = context.shape
+    dev = context.device
+    on = (torch.rand(B, generator=generator) < cfg.context_damage).float()
+    ramp = (torch.arange(1, K + 1, dtype=torch.float32) / K)[None]  # (1, K): newest frame damaged most
+    size = lambda top: (top * torch.rand(B, 1, generator=generator) * on[:, None] * ramp).to(dev)  # noqa: E731
+    blur, fade = size(cfg.damage_blur), size(cfg.damage_fade)  # (B, K)
+    slip = (torch.rand(B, C, 1, generator=generator) * 2 - 1).to(dev) * size(cfg.damage_colour)[:, None]  # (B, C, K)
+    x = blur_frames(context.transpose(1, 2).reshape(B * K, C, 1, H, W), blur.reshape(-1))  # (B K, C, 1, H, W)
+    x = x.view(B, K, C, H, W).transpose(1, 2)  # (B, C, K, H, W)
+    mean = x.mean((1, 3, 4), keepdim=True)
+    x = mean + (x - mean) * (1 - fade)[:, None, :, None, None] + slip[..., None, None]
+    return x.clamp(-1, 1)
 
 
 def blur_frames(video: Tensor, sigma: Tensor, *, radius: int = 5) -> Tensor:
