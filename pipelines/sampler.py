@@ -423,10 +423,18 @@ def sample_video(
         c_in = c
         if c is not None and cfg.context_noise > 0:
             c_in = renoise_context(c, cfg.context_noise, _noise(generators, tuple(c.shape[1:]), like))
+        # A Diffusion-Forcing model is told its context's noise level (flow level 0.001 a); a model with a
+        # sink sees the video's first frames (the start context's, else the first generated ones).
+        step_kwargs = kwargs
+        if c_in is not None and getattr(denoiser, "accepts_context_sigma", False):
+            step_kwargs = {**step_kwargs, "context_sigma": 0.001 * cfg.context_noise}
+        S = int(getattr(denoiser, "sink_frames", 0) or 0)
+        if S and prefix.shape[2] + video.shape[2] >= S:
+            step_kwargs = {**step_kwargs, "sink": torch.cat([prefix, video[:, :, :S]], 2)[:, :, :S]}
 
         # Denoise the chunk; the corrector acts on the data prediction of every step.
         loop.start_chunk(k, context=c)
-        run = _ChunkRun(denoiser, k, c_in, kwargs, callback, x)
+        run = _ChunkRun(denoiser, k, c_in, step_kwargs, callback, x)
         if few_step:
             steps = run.few_step(copy.deepcopy(tapped), cfg.num_steps, loop, generators, device)
         else:

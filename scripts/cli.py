@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench",
     "train-reference": "train_reference",
     "eval-reference": "eval_reference",
+    "train-judge": "train_judge",
 }
 
 _EPILOG = """examples:

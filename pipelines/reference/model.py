@@ -118,7 +118,23 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         sigma_data: RMS of the data, for the preconditioning; 0 turns it off (the network outputs v directly).
         sigma_residual: RMS of a chunk frame minus the last context frame, for the context-anchored
             preconditioning (:meth:`preconditioning`); 0 turns the anchoring off.
+        context_noise_input: the model is told the flow noise level of its context frames (Diffusion
+            Forcing: trained on context noised to a random level, sampled with a fixed one; see
+            :attr:`context_sigma`); False: context is assumed clean.
+        context_sigma: the context noise level the model was trained to be sampled with (flow level
+            ``c' = (1 - a) c + a eps``); samplers read it as the default (vidfix's ``context_noise = 1000 a``).
+        sink_frames: clean frames from the start of the video the model always sees besides the recent
+            context (an attention "sink", as in Self-Forcing and LongLive): where the sprites' appearance
+            comes from; 0 for none.
     """
+
+    #: vidfix's chunked sampler passes the context's noise level as ``context_sigma=`` to models with this flag.
+    accepts_context_sigma = True
+
+    @property
+    def sink_frames(self) -> int:
+        """Frames from the start of the video the model takes as ``sink=`` (vidfix's sampler passes them)."""
+        return int(self.config.get("sink_frames", 0))
 
     @register_to_config
     def __init__(
@@ -135,6 +151,9 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         num_train_timesteps: int = 1000,
         sigma_data: float = 0.4,
         sigma_residual: float = 0.0,
+        context_noise_input: bool = False,
+        context_sigma: float = 0.0,
+        sink_frames: int = 0,
     ) -> None:
         super().__init__()
         levels = len(block_channels)
@@ -154,7 +173,16 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
             nn.Linear(block_channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
         self.context_embed = nn.Embedding(K + 1, emb_dim)  # how many context frames are present
-        cin = (C * (Fr + K) + K) * p * p
+        self.context_noise_mlp = (
+            nn.Sequential(
+                nn.Linear(block_channels[0], emb_dim), nn.SiLU(), _zero(nn.Linear(emb_dim, emb_dim))
+            )
+            if context_noise_input
+            else None
+        )  # the context's noise level (Diffusion Forcing)
+        if sink_frames < 0:
+            raise ValueError(f"sink_frames must be >= 0, got {sink_frames}")
+        cin = (C * (Fr + K + sink_frames) + K + sink_frames) * p * p
         self.conv_in = nn.Conv2d(cin, block_channels[0], 3, padding=1)
 
         self.down_blocks = nn.ModuleList()
@@ -296,13 +324,27 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         check_finite(context, "context")
         return t, (context if context.shape[2] > 0 else None)
 
-    def forward(self, x: Tensor, t: Tensor, *, context: Tensor | None = None, **kwargs: Any) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        *,
+        context: Tensor | None = None,
+        context_sigma: float | Tensor | None = None,
+        sink: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
         """Velocity ``v = eps - x0`` for the noisy chunk ``x`` ``(B, C, F, H, W)`` at timestep ``t`` in
-        [0, 1000] (scalar or ``(B,)``), given clean context frames ``(B, C, K, H, W)``, ``K <= max_context_frames``
-        (the frames right before the chunk, oldest first), or None. Extra keyword arguments are refused."""
+        [0, 1000] (scalar or ``(B,)``), given context frames ``(B, C, K, H, W)``, ``K <= max_context_frames``
+        (the frames right before the chunk, oldest first), or None. ``context_sigma`` (scalar or ``(B,)``)
+        is the flow noise level the context was noised to, ``(1 - a) c + a eps`` (None: 0, clean); a model
+        without ``context_noise_input`` only takes 0. ``sink`` ``(B, C, sink_frames, H, W)``: the video's
+        first frames (clean), for a model with ``sink_frames`` (None: absent). Extra keyword arguments are
+        refused."""
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         t, context = self._check(x, t, context)
+        sigma = self._context_sigma(context_sigma, x.shape[0], x.device)
         B, C, _, H, W = x.shape
         K = int(self.config["max_context_frames"])
         k = 0 if context is None else context.shape[2]
@@ -312,12 +354,48 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         if context is not None:
             padded[:, :, K - k :] = context
             present[:, K - k :] = True
-        return self.forward_padded(x, t, padded, present)
+        S = int(self.config.get("sink_frames", 0))
+        if sink is not None:
+            check_latents(sink, "sink", ranks=(5,))
+            if S == 0 or tuple(sink.shape) != (B, C, S, H, W):
+                raise ValueError(
+                    f"sink has shape {tuple(sink.shape)}; this model takes "
+                    + (f"({B}, {C}, {S}, {H}, {W})" if S else "none (sink_frames=0)")
+                )
+            check_finite(sink, "sink")
+        sink_present = torch.full((B,), sink is not None, dtype=torch.bool, device=x.device)
+        return self.forward_padded(x, t, padded, present, sigma, sink, sink_present)
 
-    def forward_padded(self, x: Tensor, t: Tensor, context: Tensor, present: Tensor) -> Tensor:
+    def _context_sigma(self, value: float | Tensor | None, batch: int, device: torch.device) -> Tensor | None:
+        if value is None:
+            return None
+        sigma = torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1)
+        if sigma.numel() not in (1, batch):
+            raise ValueError(
+                f"context_sigma must be a scalar or have shape ({batch},), got {tuple(sigma.shape)}"
+            )
+        if not bool(((sigma >= 0) & (sigma < 1)).all()):
+            raise ValueError(f"context_sigma is a flow noise level in [0, 1), got {sigma.tolist()}")
+        if self.context_noise_mlp is None and bool((sigma > 0).any()):
+            raise ValueError(
+                "this model was trained on clean context (context_noise_input=False); it takes context_sigma=0 only"
+            )
+        return sigma.expand(batch)
+
+    def forward_padded(
+        self,
+        x: Tensor,
+        t: Tensor,
+        context: Tensor,
+        present: Tensor,
+        context_sigma: Tensor | None = None,
+        sink: Tensor | None = None,
+        sink_present: Tensor | None = None,
+    ) -> Tensor:
         """The unchecked core of :meth:`forward`, with a per-sample context: ``context`` ``(B, C, K, H, W)``
-        with ``K = max_context_frames`` and ``present`` ``(B, K)`` bool (absent slots are ignored).
-        Training uses it to mix context counts within a batch."""
+        with ``K = max_context_frames``, ``present`` ``(B, K)`` bool (absent slots are ignored), the
+        context's noise level ``context_sigma`` ``(B,)`` (None: 0) and the sink ``(B, C, S, H, W)`` with
+        ``sink_present`` ``(B,)``. Training uses it to mix context counts, noise levels and sinks in a batch."""
         cfg: Any = self.config
         B, C, Fr, H, W = x.shape
         K, p = cfg.max_context_frames, cfg.patch_size
@@ -329,15 +407,29 @@ class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         ctx_scale = 1.0 / cfg.sigma_data if cfg.sigma_data > 0 else 1.0
         mask = present.to(x.dtype)[:, :, None, None].expand(B, K, H, W)  # (B, K, H, W)
         ctx = context * mask.unsqueeze(1) * ctx_scale  # (B, C, K, H, W), absent slots zero
-        h = torch.cat(
-            [x_in.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask], 1
-        )  # (B, C(F+K)+K, H, W)
-        h = F.pixel_unshuffle(h.to(dtype), p)  # (B, (C(F+K)+K) p^2, H/p, W/p)
+        parts = [x_in.reshape(B, C * Fr, H, W), ctx.reshape(B, C * K, H, W), mask]
+        S = int(cfg.get("sink_frames", 0))
+        if S:
+            on = (
+                torch.zeros(B, dtype=torch.bool, device=x.device)
+                if sink is None or sink_present is None
+                else sink_present.to(x.device)
+            )
+            smask = on.to(x.dtype)[:, None, None, None].expand(B, S, H, W)  # (B, S, H, W)
+            snk = x.new_zeros(B, C, S, H, W) if sink is None else sink.to(x.dtype)
+            parts += [(snk * smask.unsqueeze(1) * ctx_scale).reshape(B, C * S, H, W), smask]
+        h = torch.cat(parts, 1)  # (B, C(F+K+S)+K+S, H, W)
+        h = F.pixel_unshuffle(h.to(dtype), p)  # (B, (C(F+K+S)+K+S) p^2, H/p, W/p)
 
         # Timestep and context-count embedding.
         tt = t.reshape(-1).expand(B).to(x.device)  # (B,)
         emb = self.time_mlp(timestep_embedding(tt, cfg.block_channels[0]).to(dtype))
         emb = emb + self.context_embed(present.sum(1))  # (B, emb)
+        if self.context_noise_mlp is not None:
+            level = x.new_zeros(B) if context_sigma is None else context_sigma.to(x.device)
+            emb = emb + self.context_noise_mlp(
+                timestep_embedding(level * cfg.num_train_timesteps, cfg.block_channels[0]).to(dtype)
+            )
 
         # U-Net.
         stem = h
