@@ -1,8 +1,10 @@
 """``vidfix eval-reference``: teacher-forced vs free rollouts of the reference model against real video.
 
-Thin CLI over :func:`vidfix.pipelines.reference.evaluate.evaluate`: prints per-window statistics (mean colour,
-contrast, saturation, sharpness, detail energy, PSNR to the real continuation), writes them as JSON and
-saves PNG frame strips (rows: real, teacher-forced, free rollout).
+Thin CLI over :func:`vidfix.pipelines.reference.evaluate.evaluate`: per window of frames, the structure judge's
+object score, motion score and reference FVD, beside the colour drift, for real video, teacher forcing and
+free rollout, on the model's process and its non-stationary (turning hue) variant; frames until the free
+rollout's object score falls below half of teacher forcing's, per seed; the trend kept. Writes the numbers as
+JSON and PNG strips (rows: real, teacher-forced, free rollout).
 """
 
 from __future__ import annotations
@@ -14,71 +16,99 @@ from pathlib import Path
 
 __all__ = ["SUMMARY", "main"]
 
-SUMMARY = "measure the reference model: teacher-forced vs free rollout vs real video, per window"
+SUMMARY = "measure the reference model: teacher-forced vs free rollout vs real video, judged per window"
 
 _EPILOG = """examples:
-  vidfix eval-reference --out runs/eval                          # shipped model, 8 videos x 128 frames
-  vidfix eval-reference --model runs/reference/model --frames 256 --videos 4 --out runs/eval256
+  vidfix eval-reference --out runs/eval                          # shipped model and judge, 4 seeds x 128 frames
+  vidfix eval-reference --model runs/reference/model --frames 512 --window 32 --out runs/eval512
 """
+
+STRIP_FRAMES = (0, 16, 32, 64, 128, 256, 511)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vidfix eval-reference",
-        description="Roll the reference model out teacher-forced and free, and compare per-window statistics "
-        "with the real video of the sprite process.",
+        description="Roll the reference model out teacher-forced and free, and judge both against the real "
+        "video of its sprite process, per window of frames.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default=None, help="model folder (default: the shipped weights)")
-    parser.add_argument(
-        "--videos", type=int, default=8, help="videos (seeds seed .. seed+videos-1; default 8)"
-    )
+    parser.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
+    parser.add_argument("--seeds", default="100-103", help="evaluation seeds, e.g. 100-103 or 5,9 (default 100-103)")
     parser.add_argument("--frames", type=int, default=128, help="generated frames per video (default 128)")
-    parser.add_argument("--window", type=int, default=16, help="frames per statistics window (default 16)")
-    parser.add_argument("--steps", type=int, default=16, help="Euler steps per chunk (default 16)")
+    parser.add_argument("--window", type=int, default=32, help="frames per window (default 32)")
+    parser.add_argument("--steps", type=int, default=8, help="sampler steps per chunk (default 8)")
+    parser.add_argument("--scheduler", default="euler", help="euler, unipc or fewstep (default euler)")
+    parser.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's)")
     parser.add_argument(
-        "--shift", type=float, default=None, help="timestep shift (default: the shipped scheduler's)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="first video seed (default 0)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+        "--process", choices=("both", "stationary", "trend"), default="both",
+        help="the model's process, its turning-hue variant, or both (default both)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default=None, help="folder for report.json and PNG strips")
-    parser.add_argument("--strips", type=int, default=2, help="PNG strips to save (default 2)")
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from vidfix.scripts._common import seeds
+
+    try:
+        chosen = seeds(ns.seeds)
+    except argparse.ArgumentTypeError as err:
+        print(f"vidfix eval-reference: error: --seeds: {err}", file=sys.stderr)
+        return 2
+    if ns.frames < 1 or ns.window < 1 or ns.frames % ns.window or ns.steps < 1 or ns.threads < 1:
+        print(
+            "vidfix eval-reference: error: --frames must be a positive multiple of --window; --steps, --threads >= 1",
+            file=sys.stderr,
+        )
+        return 2
 
     import torch
+    from vidfix.pipelines.factory import sprite_process_config
     from vidfix.pipelines.reference.evaluate import evaluate, format_report, save_strip
-    from vidfix.pipelines.reference.loading import load_reference_model, reference_scheduler
+    from vidfix.pipelines.reference.judge import load_judge
+    from vidfix.pipelines.reference.loading import (
+        REFERENCE_WEIGHTS_DIR,
+        load_reference_model,
+        reference_scheduler,
+    )
 
     torch.set_num_threads(ns.threads)
-    model = load_reference_model(path=ns.model)
+    try:
+        model = load_reference_model(path=ns.model)
+        judge = load_judge(path=ns.judge)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        print(f"vidfix eval-reference: error: {err}", file=sys.stderr)
+        return 2
+    folder = Path(ns.model) if ns.model else REFERENCE_WEIGHTS_DIR
     shift = ns.shift if ns.shift is not None else float(reference_scheduler("euler").config.shift)
+    processes = ("stationary", "trend") if ns.process == "both" else (ns.process,)
     report = evaluate(
-        model,
-        num_videos=ns.videos,
-        num_frames=ns.frames,
-        window=ns.window,
-        steps=ns.steps,
-        shift=shift,
-        seed=ns.seed,
-    )
+        model, judge, seeds=chosen, num_frames=ns.frames, window=ns.window, steps=ns.steps,
+        scheduler=ns.scheduler, shift=shift, data=sprite_process_config(folder, int(model.config.sample_size)),
+        processes=processes,
+    )  # fmt: skip
     print(format_report(report))
     if ns.out:
         out = Path(ns.out)
         out.mkdir(parents=True, exist_ok=True)
         data = {
-            "args": vars(ns) | {"shift": shift},
-            **{
-                src: {k: [round(float(x), 6) for x in v] for k, v in getattr(report, src).items()}
-                for src in ("real", "fresh", "teacher", "free")
-            },
-            "psnr_teacher": [round(float(x), 3) for x in report.psnr_teacher],
-            "psnr_free": [round(float(x), 3) for x in report.psnr_free],
+            "args": vars(ns) | {"shift": shift, "seeds": chosen},
+            "window": report.window,
+            "tables": report.tables,
+            "frames_to_half": report.frames_to_half,
+            "trend_kept": report.trend,
         }
-        (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
-        for i in range(min(ns.strips, ns.videos)):
-            save_strip({k: v[i] for k, v in report.videos.items()}, out / f"strip_seed{ns.seed + i}.png")
-        print(f"wrote {out / 'report.json'} and {min(ns.strips, ns.videos)} strips")
+        tmp = out / "report.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
+        tmp.replace(out / "report.json")
+        frames = [t for t in STRIP_FRAMES if t < ns.frames]
+        written = []
+        for process in processes:
+            for i, s in enumerate(chosen[:2]):
+                rows = {k: report.videos[f"{process}/{k}"][i] for k in ("real", "teacher", "free")}
+                written.append(save_strip(rows, out / f"strip_{process}_seed{s}.png", frames=frames))
+        print(f"wrote {out / 'report.json'} and {len(written)} strips")
     return 0
 
 

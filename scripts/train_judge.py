@@ -10,7 +10,6 @@ import argparse
 import shutil
 import sys
 import time
-from pathlib import Path
 
 __all__ = ["SUMMARY", "main"]
 

@@ -48,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         "bits of every step, so the weights differ slightly)",
     )
     parser.add_argument("--checkpoint-every", type=int, help=f"steps per checkpoint ({recipe})")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (default cpu); a checkpoint written on one resumes on the other"
+    )
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), help=f"compute dtype ({recipe})")
+    parser.add_argument(
+        "--max-minutes", type=float, default=90.0,
+        help="stop with a checkpoint after this long (default 90); the same command continues",
+    )  # fmt: skip
+    parser.add_argument("--init-from", metavar="PATH", help="start from a checkpoint.pt or model folder (fine-tuning)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--install",
@@ -55,18 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         help="copy the trained weights into the package (vidfix/pipelines/reference/weights)",
     )
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if ns.threads < 1 or ns.max_minutes <= 0 or ns.device.split(":")[0] not in ("cpu", "cuda"):
+        print("vidfix train-reference: --threads must be >= 1, --max-minutes > 0, --device cpu or cuda[:N]",
+              file=sys.stderr)  # fmt: skip
+        return 2
 
     from vidfix.pipelines import REFERENCE_WEIGHTS_DIR
     from vidfix.pipelines.reference.train import TrainConfig, train_reference
 
     given = {"steps": ns.steps, "batch_size": ns.batch_size, "lr": ns.lr, "seed": ns.seed,
-             "checkpoint_every": ns.checkpoint_every}  # fmt: skip
-    cfg = TrainConfig(
-        output_dir=ns.output_dir, threads=ns.threads, **{k: v for k, v in given.items() if v is not None}
-    )
+             "checkpoint_every": ns.checkpoint_every, "precision": ns.precision, "init_from": ns.init_from}  # fmt: skip
     start = time.perf_counter()
     try:
-        result = train_reference(cfg, progress=not ns.no_progress)
+        cfg = TrainConfig(
+            output_dir=ns.output_dir, threads=ns.threads, device=ns.device,
+            **{k: v for k, v in given.items() if v is not None},
+        )  # fmt: skip
+        result = train_reference(cfg, progress=not ns.no_progress, max_seconds=60 * ns.max_minutes)
     except ValueError as err:
         print(f"vidfix train-reference: {err}", file=sys.stderr)
         return 2

@@ -182,7 +182,7 @@ def detect(maps: dict[str, Tensor], *, threshold: float = 0.35, max_sprites: int
     """Heatmap peaks above ``threshold`` (3x3 local maxima), at most ``max_sprites`` per frame, with the
     attributes read at each peak."""
     heat = maps["heat"]  # (N, H, W)
-    N, H, W = heat.shape
+    _N, H, W = heat.shape
     peak = heat == F.max_pool2d(heat[:, None], 5, stride=1, padding=2)[:, 0]
     score = torch.where(peak & (heat > threshold), heat, torch.zeros_like(heat)).flatten(1)  # (N, H*W)
     D = min(max_sprites, H * W)
@@ -372,7 +372,7 @@ def clip_embeddings(scores: JudgeScores, *, clip_frames: int = 8, stride: int = 
     """Clip embeddings ``(B, clips, E)`` for a Frechet distance: per clip of ``clip_frames`` frames, the
     mean and std of the per-frame features, the clip's sorted per-sprite speeds (pixels per frame, from the
     matched centres; 0 where a sprite is not seen) and its mean detection count."""
-    B, Fn, _ = scores.feature.shape
+    _B, Fn, _ = scores.feature.shape
     starts = list(range(0, Fn - clip_frames + 1, stride))
     if not starts:
         raise ValueError(f"need at least clip_frames={clip_frames} frames, got {Fn}")

@@ -115,7 +115,7 @@ def negatives(real: Tensor, generator: torch.Generator, kinds: Tensor) -> Tensor
 def judge_targets(truth: SpriteTruth, frame: int, size: int) -> dict[str, Tensor]:
     """Dense targets for frame ``frame`` of every video in ``truth`` (frames ``size x size``)."""
     alpha = truth.alpha[:, :, frame]  # (B, S, H, W)
-    B, S, H, W = alpha.shape
+    B, _S, H, W = alpha.shape
     visible = alpha.flatten(2).sum(-1) / truth.area[:, :, frame].clamp_min(1e-6)  # (B, S)
     seen = truth.present & (visible > 0.3)  # (B, S)
     c = truth.centre[:, :, frame]  # (B, S, 2)
@@ -182,7 +182,7 @@ def judge_loss(out: dict[str, Tensor], tgt: dict[str, Tensor], summary_weight: T
 def _batch(cfg: JudgeTrainConfig, step: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     n = cfg.batch_size
-    n_neg = int(round(n * cfg.negative_fraction))
+    n_neg = round(n * cfg.negative_fraction)
     n_pos = n - n_neg
     size = cfg.data.height
     seeds = [_SEED_BASE + cfg.seed * 10**8 + step * n + i for i in range(n)]
