@@ -158,8 +158,8 @@ def objective(table: dict[str, list[float]], real_motion: float) -> float:
     relative to real video's (capped at 1), so neither lost sprites nor frozen ones win."""
     half = len(table["object"]) // 2
     obj = float(np.mean(table["object"][half:]))
-    mot = np.array(table["motion"][half:], dtype=float)
-    mot = float(np.nanmean(mot)) if np.isfinite(mot).any() else 0.0
+    motion = np.array(table["motion"][half:], dtype=float)
+    mot = float(np.nanmean(motion)) if np.isfinite(motion).any() else 0.0
     return obj * min(1.0, mot / max(real_motion, 1e-6))
 
 
@@ -196,7 +196,7 @@ class _Setting:
         from vidfix.pipelines.factory import make_scheduler
 
         return make_scheduler(
-            self.scheduler,
+            self.scheduler,  # type: ignore[arg-type]  # checked by QualityConfig
             shift=self.cfg.shift,
             num_train_timesteps=int(self.model.config.num_train_timesteps),
         )  # type: ignore[arg-type]

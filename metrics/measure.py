@@ -665,8 +665,8 @@ def _measure_pass(
         # Networks and scorers, each at its frame size.
         start_mask = torch.from_numpy(starts)
         if track is not None:
-            for key, value in track(batch.sized[lpips_size or _NATIVE], start_mask).items():
-                keep(key, value)
+            for key, tracked in track(batch.sized[lpips_size or _NATIVE], start_mask).items():
+                keep(key, tracked)
         for s in scorers:
             frames = batch.sized[s.size] if s.size is not None else _grid_tensor(batch.grid)
             got = s(frames, start_mask)
@@ -690,7 +690,7 @@ def _measure_pass(
             f"{label}: {len(cuts)} scene cut(s) at frame {_listing(index[cuts])} (content detector): a cut reads as "
             "drift; measure within scenes with scenes='split' (vidfix drift --scenes)"
         )
-    notes += [str(s.note) for s in scorers if getattr(s, "note", None)]
+    notes += [str(getattr(s, "note")) for s in scorers if getattr(s, "note", None)]  # noqa: B009
     series = {key: np.concatenate(vals) for key, vals in parts.items()}
     series["delta_e"] = np.zeros(t)  # set by with_anchor
     info = {k: v for s in scorers for k, v in s.metrics.items()}

@@ -47,7 +47,7 @@ class CutDetector:
         self.threshold = threshold
         self.min_scene_len = min_scene_len
         self.scores: list[float] = []  # content score of every frame seen (0 for the first)
-        self._previous: list[np.ndarray] | None = None  # H, S, V planes of the last frame
+        self._previous: Any = None  # H, S, V planes of the last frame
         self._last = 0  # the frame the length filter counts from (the first frame, then each cut)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["SUMMARY", "main"]
 
@@ -82,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     folder = Path(ns.model) if ns.model else REFERENCE_WEIGHTS_DIR
     shift = ns.shift if ns.shift is not None else float(reference_scheduler("euler").config.shift)
-    processes = ("stationary", "trend") if ns.process == "both" else (ns.process,)
+    processes: Any = ("stationary", "trend") if ns.process == "both" else (ns.process,)
     report = evaluate(
         model, judge, seeds=chosen, num_frames=ns.frames, window=ns.window, steps=ns.steps,
-        scheduler=ns.scheduler, shift=shift, data=sprite_process_config(folder, int(model.config.sample_size)),
+        scheduler=ns.scheduler, shift=shift, data=sprite_process_config(folder, int(model.config["sample_size"])),
         processes=processes,
     )  # fmt: skip
     print(format_report(report))

@@ -100,7 +100,7 @@ def check_cases(device: str = "cuda", impl: str = "auto") -> list[tuple[str, str
                 x = x_64.transpose(1, 2).to(device, dtype).transpose(1, 2)
             g32 = {k: _to(v, device, torch.float32) for k, v in gains.items()}
             fused = fused_band_filter(x0, g32, [(_to(a1, device, torch.float32), x0), (0.7, x)],
-                                      dims=case["dims"], mode=case["mode"], base=x0, impl=impl)  # fmt: skip
+                                      dims=case["dims"], mode=case["mode"], base=x0, impl=impl)  # type: ignore[arg-type]  # fmt: skip
             name = str(dtype).removeprefix("torch.")
             if fused is None:
                 out.append((case["name"], name, False, float("inf")))

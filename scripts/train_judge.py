@@ -22,9 +22,6 @@ _EPILOG = """examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vidfix.pipelines.reference.judge_train import JudgeTrainConfig
-
-    d = JudgeTrainConfig(output_dir="")
     parser = argparse.ArgumentParser(
         prog="vidfix train-judge",
         description="Train the structure judge on the sprite process's ground truth. Seeded; rerunning resumes.",
@@ -32,21 +29,23 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("output_dir", help="run folder (checkpoint, loss log, weights in <output_dir>/model)")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed (default {d.seed})")
+    # Defaults are JudgeTrainConfig's (the shipped recipe), read after parsing: --help imports no torch.
+    parser.add_argument("--steps", type=int, help="optimiser steps (default: the shipped recipe's, 2500)")
+    parser.add_argument("--seed", type=int, help="run seed (default: the shipped recipe's, 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--max-minutes", type=float, default=90.0, help="stop (with a checkpoint) after this long")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--install", action="store_true", help="copy the result into the package's judge_weights")
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if ns.steps < 1 or ns.threads < 1 or ns.max_minutes <= 0:
+    if (ns.steps is not None and ns.steps < 1) or ns.threads < 1 or ns.max_minutes <= 0:
         print("vidfix train-judge: --steps and --threads must be >= 1 and --max-minutes > 0", file=sys.stderr)
         return 2
 
     from vidfix.pipelines.reference.judge import JUDGE_WEIGHTS_DIR
-    from vidfix.pipelines.reference.judge_train import train_judge
+    from vidfix.pipelines.reference.judge_train import JudgeTrainConfig, train_judge
 
-    cfg = JudgeTrainConfig(output_dir=ns.output_dir, steps=ns.steps, seed=ns.seed, threads=ns.threads)
+    given = {k: v for k, v in {"steps": ns.steps, "seed": ns.seed}.items() if v is not None}
+    cfg = JudgeTrainConfig(output_dir=ns.output_dir, threads=ns.threads, **given)
     start = time.perf_counter()
     try:
         folder = train_judge(cfg, progress=not ns.no_progress, max_seconds=60 * ns.max_minutes)

@@ -107,7 +107,7 @@ def one_error_line(err: str, command: str = "vidfix generate") -> str:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--scheduler", "ddim"], "argument --scheduler: invalid choice: 'ddim' (choose from 'euler', 'unipc')"),
+        (["--scheduler", "ddim"], "argument --scheduler: invalid choice: 'ddim' (choose from 'euler', 'unipc', 'fewstep')"),
         (["--corrector", "magic"], "argument --corrector: invalid choice: 'magic' (choose from 'none', 'dcw'"),
         (["--corrector", "dcw"], "needs nonzero --low"),
         (["--chunk", "5"], "exactly 4 frames"),

@@ -290,7 +290,12 @@ def test_a_folded_corrector_form_is_passed_through_for_the_tap() -> None:
         ) -> torch.Tensor:
             return v * a + b
 
-    assert ARLoop(Identity()).correct_output is None and ARLoop().correct_output is None
+    class Unfolded:  # a corrector with only the x0 form
+        def __call__(self, x0: torch.Tensor, x: torch.Tensor, step: object) -> torch.Tensor:
+            return x0
+
+    assert ARLoop(Unfolded()).correct_output is None and ARLoop().correct_output is None
+    assert ARLoop(Identity()).correct_output is not None  # Identity has the folded form too (v' = v)
     loop = ARLoop(Folded())
     fold = loop.correct_output
     assert fold is not None

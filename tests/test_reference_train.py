@@ -80,7 +80,7 @@ def test_context_noise_augments_only_the_context(level: float) -> None:
     model = ReferenceVideoModel(sample_size=16, **TINY)
     seen = {}
 
-    def spy(x, t, context, present):
+    def spy(x, t, context, present, *extra):  # extra: context_sigma, sink, sink_on
         seen["context"] = context.clone()
         return torch.zeros_like(x)
 

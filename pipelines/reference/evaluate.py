@@ -290,7 +290,7 @@ def rollout(
     from vidfix.pipelines.factory import make_scheduler
     from vidfix.pipelines.sampler import SamplerConfig, sample_video, video_teacher
 
-    mc = model.config
+    mc: Any = model.config  # a diffusers FrozenDict: keys are attributes too
     K = mc.max_context_frames
     if mode not in ("teacher", "free"):
         raise ValueError(f"unknown mode {mode!r}; allowed: 'teacher', 'free'")
@@ -341,9 +341,9 @@ def evaluate(
     """Teacher-forced and free rollouts of ``seeds`` against their real videos, judged per ``window`` frames."""
     if num_frames % window:
         raise ValueError(f"num_frames {num_frames} must be a multiple of window {window}")
-    size = model.config.sample_size
+    size = int(model.config["sample_size"])
     base = data or SpriteVideoConfig(height=size, width=size)
-    K = model.config.max_context_frames
+    K = int(model.config["max_context_frames"])
     tables: dict[str, dict[str, dict[str, list[float]]]] = {}
     half: dict[str, list[int | None]] = {}
     trend: dict[str, list[float]] = {}

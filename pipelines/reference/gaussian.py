@@ -471,9 +471,9 @@ def gaussian_rollout(
         num_frames=chunks * F, chunk_frames=F, context_frames=1, channels=cfg.channels,
         height=cfg.height, width=cfg.width, num_steps=num_steps,
     )  # fmt: skip
-    chunks: list[Tensor] = []
+    collected: list[Tensor] = []
     model = denoiser.for_scheduler(scheduler, num_steps) if hasattr(denoiser, "for_scheduler") else denoiser
     gens = [torch.Generator().manual_seed(seed + b) for b in range(videos)]
     sample_video(model, scheduler, sconf, generators=gens, corrector=corrector, context=start,
-                 on_chunk=lambda chunk, **_: chunks.append(chunk))  # fmt: skip
-    return GaussianRollout.of_chunks(chunks, cfg)
+                 on_chunk=lambda chunk, **_: collected.append(chunk))  # fmt: skip
+    return GaussianRollout.of_chunks(collected, cfg)

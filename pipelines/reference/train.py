@@ -209,7 +209,7 @@ def regenerate_context(
     ``(B, C, S + K + F, H, W)``: for a ``self_context`` fraction of them the context is replaced by the model's
     own SDEdit of it (noised to a level in ``self_noise``, ``self_steps`` Euler steps, conditioned on the
     earlier real frames and the sink); the earlier frames are dropped."""
-    mc = model.config
+    mc: Any = model.config  # a diffusers FrozenDict: keys are attributes too
     K, S = mc.max_context_frames, model.sink_frames
     B, dev = clips.shape[0], clips.device
     sink, pre, ctx, chunk = (
