@@ -45,7 +45,7 @@ from vidfix.pipelines.reference.evaluate import (
     trend_kept,
     window_table,
 )
-from vidfix.pipelines.reference.judge import SpriteJudge
+from vidfix.pipelines.reference.judge import SpriteJudge, require_process
 from vidfix.pipelines.sampler import SamplerConfig, sample_video, video_teacher
 
 from vidfix.calibration import CalibrationResult, calibrate
@@ -190,6 +190,7 @@ class _Setting:
             else config.context_noise
         )
         self.log, self.progress = log, progress
+        require_process(judge, self.data)
         self.pool: RealPool = real_pool(judge, self.data, videos=config.pool_videos)
 
     def make_scheduler(self) -> Any:

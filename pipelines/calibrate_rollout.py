@@ -15,7 +15,10 @@ error feeds back through the context over chunks. This module measures the feedb
    rollout's own first chunk.
 4. **Fit**: :func:`vidfix.calibration.fit_rollout` solves for the coefficients that minimise the drift the
    linear response predicts, with a leave-one-seed-out uncertainty, and refuses groups whose response or
-   coefficient is inside the noise (or everything, when the drift is).
+   coefficient is inside the noise (or everything, when the drift is). :func:`fit_rollout_own_band` adds
+   one rule: a group whose coefficient would increase its *own* band's deviation (the fit minimises the
+   joint drift, so it can pick a group's coefficient for its effect on the other features) is refused and
+   the others are refit without it.
 5. **Validate**: one more rollout with the fitted coefficients; if it does not reduce the measured drift,
    half of them is tried, then nothing (refused, with the numbers).
 
@@ -43,13 +46,19 @@ from vidfix.pipelines.sampler import SamplerConfig, sample_video
 
 from vidfix._checks import check_choice, check_latents
 from vidfix.bands import Dims, Group
-from vidfix.calibration import CalibrationResult, chunk_features, fit_rollout, step_schedule
+from vidfix.calibration import CalibrationResult, RolloutFit, chunk_features, fit_rollout, step_schedule
 from vidfix.correctors.chain import Chain
 from vidfix.correctors.dcw import DCW
 from vidfix.protocols import Corrector, Denoiser
 from vidfix.schedules import Schedule, as_schedule
 
-__all__ = ["RolloutCalibrationConfig", "Scorer", "calibrate_rollout", "rollout_features"]
+__all__ = [
+    "RolloutCalibrationConfig",
+    "Scorer",
+    "calibrate_rollout",
+    "fit_rollout_own_band",
+    "rollout_features",
+]
 
 Scorer = Callable[[Tensor], Tensor]  # chunk (B, C, F, H, W) -> one score per video (B,)
 
@@ -101,6 +110,97 @@ def rollout_features(
             raise ValueError(f"scorer {name!r} returned {score.numel()} values for {chunk.shape[0]} videos")
         feats.append(score[:, None])
     return torch.cat(feats, -1)
+
+
+def fit_rollout_own_band(
+    base: Tensor,
+    plus: Tensor,
+    minus: Tensor,
+    *,
+    delta: float,
+    groups: tuple[str, ...],
+    own: Mapping[str, int],
+    scale: Tensor | None = None,
+    **kwargs: Any,
+) -> RolloutFit:
+    """:func:`vidfix.calibration.fit_rollout`, plus the rule that no group's coefficient may worsen its own band.
+
+    ``fit_rollout`` minimises the drift of all features together, so a group's coefficient can be chosen for
+    its effect on the other features at the expense of the group's own band (on the exact testbed, a model
+    misreading the noise level got a low-band coefficient that pushed the low band further from the true
+    variance). Here each group ``g`` with a nonzero coefficient is checked with the fitted linear response:
+    the predicted deviation of its own band feature ``own[g]`` (seed mean, over the chunks) with all fitted
+    coefficients is compared with the same prediction without ``c_g``; if ``c_g`` increases its mean square,
+    the group is refused (coefficient 0, reason in ``refused``) and the remaining groups are refit (all of
+    ``fit_rollout``'s rules again). One group is refused per round, the worst (in the feature's spread)
+    first, until no coefficient worsens its own band.
+
+    Args:
+        base, plus, minus, delta, groups, scale: as :func:`vidfix.calibration.fit_rollout`.
+        own: group -> index of its own band's feature (last axis of ``base``).
+        **kwargs: the other options of :func:`vidfix.calibration.fit_rollout` (``min_t``, ...).
+
+    Returns:
+        A :class:`vidfix.calibration.RolloutFit` over all ``groups``: ``coefficients``, ``estimate``,
+        ``stderr``, ``drift`` and ``drift_stderr`` of the final fit (a group refused here keeps the estimate
+        and standard error of the fit that refused it), ``response`` of the full fit.
+    """
+    groups = tuple(groups)
+    missing = [g for g in groups if g not in own]
+    if missing:
+        raise ValueError(f"own: no band feature for groups {missing}")
+    full = fit_rollout(base, plus, minus, delta=delta, groups=groups, scale=scale, **kwargs)
+    e = base.double().mean(0)  # (K, Fe) seed-mean deviations of the base rollouts
+    J = ((plus.double() - minus.double()) / (2 * delta)).mean(1)  # (G, K, Fe) response per unit coefficient
+    spread = (scale.double() if scale is not None else base.double().std(0).mean(0)).clamp_min(1e-12)
+    live = list(range(len(groups)))
+    fit = full
+    refused_here: dict[str, tuple[str, float, float]] = {}  # group -> (reason, estimate, stderr)
+    while True:
+        coef = {g: fit.coefficients[g] for g in fit.groups}
+        worst: tuple[float, int, str] | None = None
+        for j in live:
+            g = groups[j]
+            if coef[g] == 0.0:
+                continue
+            f = own[g]
+            with_all = e[:, f] + sum(coef[groups[i]] * J[i, :, f] for i in live)
+            without = with_all - coef[g] * J[j, :, f]
+            after, before = float(with_all.pow(2).mean()), float(without.pow(2).mean())
+            excess = (after - before) / float(spread[f]) ** 2
+            if after > before and (worst is None or excess > worst[0]):
+                reason = (
+                    f"worsens its own band: coefficient {coef[g]:+.3g} moves the predicted {g} deviation "
+                    f"(RMS over chunks) from {before**0.5:.3g} to {after**0.5:.3g}"
+                )
+                worst = (excess, j, reason)
+        if worst is None:
+            break
+        _, j, reason = worst
+        g = groups[j]
+        refused_here[g] = (reason, fit.estimate[g], fit.stderr[g])
+        live.remove(j)
+        if not live:
+            break
+        fit = fit_rollout(
+            base, plus[live], minus[live], delta=delta, groups=tuple(groups[i] for i in live), scale=scale,
+            **kwargs,
+        )  # fmt: skip
+    if not refused_here:
+        return full
+    kept = {groups[i] for i in live}
+    coefficients = {g: (fit.coefficients[g] if g in kept else 0.0) for g in groups}
+    estimate = {g: (fit.estimate[g] if g in kept else refused_here[g][1]) for g in groups}
+    stderr = {g: (fit.stderr[g] if g in kept else refused_here[g][2]) for g in groups}
+    refused = {g: (fit.refused[g] if g in kept else refused_here[g][0]) for g in groups}
+    if kept:
+        drift, drift_stderr = fit.drift, fit.drift_stderr
+    else:  # nothing left: no correction, the base drift
+        drift, drift_stderr = (full.drift[0], full.drift[0]), 0.0
+    return RolloutFit(
+        groups=groups, coefficients=coefficients, estimate=estimate, stderr=stderr, refused=refused,
+        drift=drift, drift_stderr=drift_stderr, response=full.response,
+    )  # fmt: skip
 
 
 def _feature_names(groups: Sequence[str], channels: int, scorers: Mapping[str, Scorer]) -> list[str]:
@@ -208,9 +308,10 @@ def calibrate_rollout(
     minus = torch.stack([deviations(rollout(zero | {g: -opts.delta})) for g in groups])
     e_base = deviations(f_base)
     scale = spread if spread is not None else None
-    fit = fit_rollout(
-        e_base, plus, minus, delta=opts.delta, groups=groups, scale=scale, min_t=opts.min_t,
-        max_coefficient=opts.max_coefficient,
+    bands = ("low", "spatial", "temporal")  # the first features, in this order (chunk_features)
+    fit = fit_rollout_own_band(
+        e_base, plus, minus, delta=opts.delta, groups=groups, own={g: bands.index(g) for g in groups},
+        scale=scale, min_t=opts.min_t, max_coefficient=opts.max_coefficient,
     )  # fmt: skip
     used_scale = scale if scale is not None else e_base.double().std(0).mean(0).clamp_min(1e-12)
 

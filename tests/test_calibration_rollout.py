@@ -7,7 +7,12 @@ import json
 
 import pytest
 import torch
-from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout, rollout_features
+from vidfix.pipelines.calibrate_rollout import (
+    RolloutCalibrationConfig,
+    calibrate_rollout,
+    fit_rollout_own_band,
+    rollout_features,
+)
 from vidfix.pipelines.diffusers_run import make_corrector
 from vidfix.pipelines.reference.gaussian import (
     GaussianVideoConfig,
@@ -67,6 +72,53 @@ def test_fit_refuses_pure_noise_and_bounds_coefficients():
     )
     with pytest.raises(ValueError, match="at least 3 seeds"):
         fit_rollout(base[:2], plus[:, :2], minus[:, :2], delta=0.02, groups=GROUPS3)
+
+
+def test_group_that_would_worsen_its_own_band_is_refused_and_the_others_refit():
+    """The joint fit can pick a group's coefficient for its effect on other features (here the low group
+    cancels a colour drift) while it pushes the group's own band further from its target. That group is
+    refused; the others are refit without it; a group that helps its own band is kept."""
+    S, K = 6, 5
+    growth = torch.arange(1, K + 1, dtype=torch.float64)[:, None]  # drift grows over chunks
+    # Features: log energy of low, spatial, temporal, then one colour mean. Response per unit coefficient:
+    J = (
+        torch.tensor(
+            [[-0.5, 0.0, 0.0, -3.0], [0.0, 2.0, 0.0, 0.1], [0.0, 0.0, 2.0, 0.0]], dtype=torch.float64
+        )[:, None]
+        * growth
+    )  # (G, K, Fe)
+    e0 = torch.tensor([-0.05, 0.04, -0.06, 0.3], dtype=torch.float64) * growth  # (K, Fe)
+    noise = 0.01 * torch.randn(S, K, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    delta = 0.02
+    base = e0[None] + noise
+    plus = torch.stack([base + delta * J[j] for j in range(3)])
+    minus = torch.stack([base - delta * J[j] for j in range(3)])
+    own = {"low": 0, "spatial": 1, "temporal": 2}
+    kw = {"delta": delta, "groups": GROUPS3, "scale": torch.ones(4)}
+
+    joint = fit_rollout(base, plus, minus, **kw)
+    c_low = joint.coefficients["low"]
+    assert c_low > 0 and not joint.refused["low"]  # significant, kept by the joint fit ...
+    e_low = e0[:, 0] + sum(joint.coefficients[g] * J[j, :, 0] for j, g in enumerate(GROUPS3))
+    assert e_low.pow(2).mean() > (e_low - c_low * J[0, :, 0]).pow(2).mean()  # ... and it worsens the low band
+
+    fit = fit_rollout_own_band(base, plus, minus, own=own, **kw)
+    assert fit.coefficients["low"] == 0.0 and "own band" in fit.refused["low"], fit.refused
+    assert not fit.refused["spatial"] and not fit.refused["temporal"], fit.refused
+    refit = fit_rollout(base, plus[1:], minus[1:], delta=delta, groups=GROUPS3[1:], scale=torch.ones(4))
+    for g in ("spatial", "temporal"):
+        assert fit.coefficients[g] == pytest.approx(refit.coefficients[g], abs=1e-12)
+    assert fit.coefficients["spatial"] != pytest.approx(joint.coefficients["spatial"], abs=1e-3)  # refit
+    assert fit.estimate["low"] == joint.estimate["low"] and fit.drift == refit.drift
+    assert fit.response == joint.response
+    # Without the conflict (no colour drift for the low group to chase) nothing changes.
+    calm = base.clone()
+    calm[..., 3] = noise[..., 3]
+    cp = torch.stack([calm + delta * J[j] for j in range(3)])
+    cm = torch.stack([calm - delta * J[j] for j in range(3)])
+    assert fit_rollout_own_band(calm, cp, cm, own=own, **kw) == fit_rollout(calm, cp, cm, **kw)
+    with pytest.raises(ValueError, match="no band feature"):
+        fit_rollout_own_band(base, plus, minus, own={"low": 0}, **kw)
 
 
 def test_chunk_features_are_band_log_energies_and_colour():

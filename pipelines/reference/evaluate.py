@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from vidfix.pipelines.factory import SchedulerName
 from vidfix.pipelines.reference.data import TREND, SpriteVideoConfig, reference_videos, sample_params
-from vidfix.pipelines.reference.judge import SpriteJudge, clip_embeddings, judge_video
+from vidfix.pipelines.reference.judge import SpriteJudge, clip_embeddings, judge_video, require_process
 from vidfix.pipelines.reference.model import ReferenceVideoModel
 
 __all__ = [
@@ -350,6 +350,7 @@ def evaluate(
     videos: dict[str, Tensor] = {}
     for process in processes:
         cfg = replace(base, hue_speed=TREND.hue_speed) if process == "trend" else base
+        require_process(judge, cfg)
         pool = real_pool(judge, cfg)
         real = reference_videos(list(seeds), K + num_frames, config=cfg)  # (B, C, K + N, H, W)
         rows = {"real": real[:, :, K:]}

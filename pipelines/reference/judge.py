@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = [
     "load_judge",
     "motion_scores",
     "object_scores",
+    "require_process",
 ]
 
 JUDGE_WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "judge_weights"
@@ -149,7 +151,34 @@ def load_judge(*, path: str | Path | None = None, device: str | torch.device = "
             f"no judge in {folder} (config.json missing); train one with `vidfix train-judge`"
         )
     judge = SpriteJudge.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
+    record = folder / "process_config.json"
+    if record.is_file():  # the sprite process it was trained on (checked against the video it judges)
+        data = json.loads(record.read_text())["data"]
+        fields = set(SpriteVideoConfig.__dataclass_fields__)
+        judge.process = SpriteVideoConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        )
     return judge.to(device).eval()
+
+
+def require_process(judge: SpriteJudge, data: SpriteVideoConfig) -> None:
+    """Refuse to judge video of a sprite process other than the judge's (sprite count, size, speed, shapes,
+    background): its object score would measure the mismatch, not the video. Frame size and the hue trend
+    may differ. A judge without a process record (a fresh or tiny one) is not checked."""
+    known: SpriteVideoConfig | None = getattr(judge, "process", None)
+    if known is None:
+        return
+    free = {"height", "width", "hue_speed"}
+    diff = [
+        f"{k} {getattr(data, k)} (judge: {getattr(known, k)})"
+        for k in SpriteVideoConfig.__dataclass_fields__
+        if k not in free and getattr(data, k) != getattr(known, k)
+    ]
+    if diff:
+        raise ValueError(
+            "the judge was trained on another sprite process: " + "; ".join(diff)
+            + "; train one for this process with `vidfix train-judge` (JudgeTrainConfig(data=...))"
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------

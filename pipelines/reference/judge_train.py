@@ -281,6 +281,9 @@ def train_judge(cfg: JudgeTrainConfig, *, progress: bool = True, max_seconds: fl
     bar.close()
     folder = out / "model"
     judge.eval().save_pretrained(folder)
+    # The process the judge knows: its object score means something only on video of this process.
+    data = cfg.to_json()["data"]
+    (folder / "process_config.json").write_text(json.dumps({"data": data, "steps": step + 1}, indent=2) + "\n")
     (out / "losses.json").write_text(json.dumps(losses) + "\n")
     return folder
 
