@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
+
 from vidfix.calibration import CalibrationResult
-from vidfix.correctors import DCW, EpsScaling
+from vidfix.correctors import DCW, TTC, BandAnchor, ClosedLoop, EpsScaling
 from vidfix.protocols import Corrector
 
 __all__ = ["CONDITIONS", "Condition", "Context", "Family", "Setup", "get", "names", "register"]
@@ -91,6 +93,29 @@ def _cal_anchor(value: float | None, ctx: Context) -> Setup:
     return Setup(ctx.calibrations["3d"].to_dcw(strength=1.0), anchor=1.0 if value is None else value)
 
 
+def _extra(ctx: Context, key: str, name: str) -> Any:
+    """``ctx.extra[key]``, or a ValueError naming the condition that needs it."""
+    if key not in ctx.extra:
+        raise ValueError(f"condition {name!r} needs {key!r} in the benchmark context's extra (not given)")
+    return ctx.extra[key]
+
+
+def _rollout(value: float | None, ctx: Context) -> Setup:
+    cal: CalibrationResult = _extra(ctx, "rollout", "dcw_rollout")
+    return Setup(cal.to_dcw(strength=1.0 if value is None else value))
+
+
+def _ttc(value: float | None, ctx: Context) -> Setup:
+    """TTC with the benchmark's own model; its reference context frame is real (clean) video."""
+    model = _extra(ctx, "model", "ttc")
+    n = int(getattr(getattr(model, "config", None), "num_train_timesteps", 1000))
+    kw = {"context_sigma": 0.0} if getattr(model, "accepts_context_sigma", False) else {}
+    timestep = None if n == 1000 else (lambda step: torch.tensor(float(step.s) * n))
+    return Setup(
+        TTC(denoiser=model, s_max=0.5 if value is None else value, timestep=timestep, denoiser_kwargs=kw)
+    )
+
+
 register(Condition("none", "none", "baseline", (), lambda v, c: Setup()))
 register(Condition("teacher", "teacher forcing (floor)", "floor", (), lambda v, c: Setup(teacher=True)))
 register(Condition("eps", "epsilon scaling", "baseline", (1.001, 1.003, 1.01),
@@ -110,4 +135,17 @@ register(Condition("color", "colour matching to chunk 0", "baseline", (0.5, 1.0)
 register(Condition("renoise", "more context re-noising (SkyReels a added)", "baseline", (50.0, 150.0),
                    lambda v, c: Setup(extra_context_noise=float(v or 0.0)), describe=lambda v: f"+a {v:g}"))  # fmt: skip
 
+#: The default ``--conditions``: everything above. The ones below are registered (``--conditions`` accepts
+#: them) but not run by default: ``dcw_rollout`` and ``ttc`` read ``Context.extra`` (``"rollout"``: a rollout
+#: calibration, ``"model"``: the denoiser), which the quality benchmark does not fill yet.
 CONDITIONS: tuple[str, ...] = names()
+
+register(Condition("band_anchor", "on-path band anchoring to chunk 0 (low band, late steps)", "vidfix",
+                   (0.25, 0.5, 1.0), lambda v, c: Setup(BandAnchor(strength=0.5 if v is None else v)),
+                   describe=lambda v: f"strength {v:g}"))  # fmt: skip
+register(Condition("closed_loop", "closed loop (per-chunk band feedback, no tuning)", "vidfix", (),
+                   lambda v, c: Setup(ClosedLoop())))  # fmt: skip
+register(Condition("dcw_rollout", "DCW, rollout calibrated", "vidfix", (0.5, 1.0, 2.0), _rollout,
+                   needs=("rollout",), describe=lambda v: f"strength {v:g}"))  # fmt: skip
+register(Condition("ttc", "TTC-style pathwise correction to the first frame", "baseline", (0.25, 0.5), _ttc,
+                   needs=("model",), describe=lambda v: f"s_max {v:g}"))  # fmt: skip

@@ -49,6 +49,7 @@ from vidfix.tap import (
     TapEvent,
     as_layout,
     corrector_from_dict,
+    corrector_to_dict,
     disable,
     is_tapped,
     tap,
@@ -277,11 +278,10 @@ class Stabilized:
         (``vidfix_stabilize.json``, read by :func:`stabilize_from_pretrained`). Returns the settings file's path.
 
         Raises:
-            ValueError: the corrector has no ``to_dict()`` (custom correctors cannot be saved).
+            ValueError: the corrector cannot be rebuilt from a file (no ``to_dict()``, or stateful: BandAnchor,
+                ClosedLoop, TTC); raised before anything is written.
         """
-        to_dict = getattr(self.corrector, "to_dict", None)
-        if to_dict is None:
-            raise ValueError(f"cannot save the stabilizer: the corrector {self.corrector!r} has no to_dict()")
+        corrector = corrector_to_dict(self.corrector)
         directory = Path(directory)
         scheduler = self.pipe.scheduler
         scheduler.__dict__["_vidfix_saving"] = True  # asked for: no "correction not saved" warning
@@ -289,7 +289,7 @@ class Stabilized:
             self.pipe.save_pretrained(directory, **kwargs)
         finally:
             scheduler.__dict__.pop("_vidfix_saving", None)
-        settings = self.settings() | {"corrector": to_dict()}
+        settings = self.settings() | {"corrector": corrector}
         path = directory / STABILIZE_CONFIG_NAME
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"type": "vidfix-stabilize", "version": 1, **settings}, indent=2) + "\n")

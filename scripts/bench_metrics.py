@@ -33,7 +33,7 @@ import numpy as np
 
 __all__ = ["BenchConfig", "main", "make_clip"]
 
-_FRAMES_4K = 24  # memory does not grow with length (streamed): a short clip shows the peak
+_FRAMES_4K = 64  # memory does not grow with length (streamed): a short clip shows the peak
 EXAMPLE = "example:\n  vidfix bench metrics --frames 120 --rounds 5 --sizes 854x480 640x272"
 
 
@@ -188,7 +188,7 @@ def run(config: BenchConfig, command: str) -> str:
         memory = ""
         if config.memory_4k:
             clip4k = make_clip(
-                Path(tmp) / "bench_4k.mp4", frames=64, width=3840, height=2160, preset="ultrafast"
+                Path(tmp) / "bench_4k.mp4", frames=_FRAMES_4K, width=3840, height=2160, preset="ultrafast"
             )
             base, peak = _peak_rss_mb("-"), _peak_rss_mb(str(clip4k))
             memory = (

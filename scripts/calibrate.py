@@ -54,7 +54,9 @@ def build_parser() -> Parser:
         metavar="MODULE:CLASS",
         help="model class, when config.json's is not in vidfix or diffusers",
     )
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="euler", help="solver (default euler)")
+    # --scheduler --shift --seeds --clips --rollout default to None (filled in by main) so that --pipeline,
+    # which has no use for them, can tell what the user gave.
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="solver (default euler)")
     p.add_argument(
         "--shift", type=positive_float, help="timestep shift (default: the model folder's, else 1)"
     )
@@ -73,10 +75,9 @@ def build_parser() -> Parser:
     p.add_argument(
         "--seeds",
         type=seeds,
-        default="1000-1007",
         help="procedural video seeds, one clip each (default 1000-1007)",
     )
-    p.add_argument("--clips", type=positive_int, default=8, help="clips cut from --data FILE (default 8)")
+    p.add_argument("--clips", type=positive_int, help="clips cut from --data FILE (default 8)")
     p.add_argument("--chunk", type=positive_int, help="frames per chunk (default: the model's chunk_frames)")
     p.add_argument("--context", type=int, help="context frames (default: the model's max_context_frames)")
     p.add_argument(
@@ -86,7 +87,7 @@ def build_parser() -> Parser:
         "--chain", action="store_true", help="also measure the full reverse chain (the paper's Fig. 1c)"
     )
     p.add_argument(
-        "--rollout", type=nonnegative_int, metavar="CHUNKS", default=0,
+        "--rollout", type=nonnegative_int, metavar="CHUNKS",
         help="instead of the one-step probe, probe drift with short rollouts of CHUNKS chunks (one per clip, "
         "from its context; its chunk is the target); e.g. --rollout 6",
     )  # fmt: skip
@@ -161,6 +162,16 @@ def main(argv: list[str]) -> int:
         from vidfix.scripts.calibrate_pipeline import run
 
         return run(ns)
+    if ns.scheduler == "fewstep":
+        raise UsageError(
+            "--scheduler fewstep: the few-step mode (predict x0, re-noise) has no solver step to probe; calibrate "
+            "with --scheduler euler at the same --steps and --shift and give generate its fitted coefficients "
+            "(--low --spatial --temporal)"
+        )
+    ns.scheduler = ns.scheduler or "euler"
+    ns.seeds = seeds("1000-1007") if ns.seeds is None else ns.seeds
+    ns.clips = 8 if ns.clips is None else ns.clips
+    ns.rollout = ns.rollout or 0
 
     import torch
     from vidfix.pipelines.factory import describe_model, load_denoiser, make_scheduler

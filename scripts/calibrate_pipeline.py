@@ -40,7 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pipeline", metavar="DIR", help="calibrate a diffusers video checkpoint folder (see below)"
     )
-    g = p.add_argument_group("diffusers pipeline (--pipeline DIR)")
+    g = p.add_argument_group(
+        "diffusers pipeline (--pipeline DIR)",
+        "the pipeline's own scheduler and timesteps, on your --videos; --model\n"
+        "--model-class --data --chunk --scheduler --shift --seeds --clips --rollout\n"
+        "are for chunk models and refused here",
+    )
     g.add_argument("--videos", nargs="+", metavar="VIDEO", help="your clips: video files or folders of them")
     g.add_argument("--prompt", help="text prompt for every clip (what the clips show)")
     g.add_argument("--negative-prompt", default=None)
@@ -124,6 +129,7 @@ def run(ns: argparse.Namespace) -> int:
             raise ValueError(
                 f"{', '.join(given)} belong to the reference-model mode; with --pipeline give --videos"
             )
+        _refuse_chunk_options(ns)
         if not ns.videos or not ns.prompt:
             raise ValueError("--pipeline needs --videos VIDEO... and --prompt TEXT")
         folder = Path(ns.pipeline)
@@ -158,6 +164,32 @@ def run(ns: argparse.Namespace) -> int:
         f"  vidfix generate --pipeline {kind} --model {folder} --steps {ns.steps} --corrector dcw --calibration {out}"
     )
     return 0
+
+
+# Options of the chunk-model calibration (None unless given, see calibrate.build_parser) and what --pipeline
+# does instead.
+_CHUNK_ONLY = {
+    "rollout": "--pipeline runs the one-step probe only",
+    "scheduler": "--pipeline probes the pipeline's own scheduler, with the shift of its config",
+    "shift": "--pipeline probes the pipeline's own scheduler, with the shift of its config",
+    "seeds": "--pipeline calibrates on the clips of --videos",
+    "clips": "--pipeline calibrates on the clips of --videos",
+}
+
+
+def _refuse_chunk_options(ns: argparse.Namespace) -> None:
+    """Raise ValueError naming the chunk-model options given with ``--pipeline`` (they would be ignored)."""
+    given = {dest: getattr(ns, dest, None) for dest in _CHUNK_ONLY}
+    given = {dest: value for dest, value in given.items() if value is not None}
+    if not given:
+        return
+    shown = [
+        f"--{dest} {','.join(map(str, value)) if isinstance(value, list) else value}"
+        for dest, value in given.items()
+    ]
+    instead = list(dict.fromkeys(_CHUNK_ONLY[dest] for dest in given))
+    verb = "applies" if len(given) == 1 else "apply"
+    raise ValueError(f"{', '.join(shown)} {verb} only to chunk models; {'; '.join(instead)}")
 
 
 def _calibrate(

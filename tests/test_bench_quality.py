@@ -115,5 +115,8 @@ def test_objective_prefers_moving_sprites() -> None:
 
 
 def test_registry_names_every_default_condition() -> None:
-    assert set(QualityConfig().conditions) == set(C.names())
+    # Registered but opt-in (``--conditions``): the on-path conditions; dcw_rollout and ttc read context the
+    # benchmark does not fill yet (tests/test_bench_conditions.py runs them).
+    opt_in = {"band_anchor", "closed_loop", "dcw_rollout", "ttc"}
+    assert set(QualityConfig().conditions) == set(C.names()) - opt_in and opt_in <= set(C.names())
     assert C.get("teacher").family == "floor" and C.get("none").family == "baseline"

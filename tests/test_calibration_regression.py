@@ -17,7 +17,7 @@ from vidfix.pipelines.reference.gaussian import (
 
 from vidfix import DCW, BandAffine, StepInfo
 from vidfix.bands import GROUPS, band_filter
-from vidfix.calibration import CalibrationResult, calibrate_regression
+from vidfix.calibration import CalibrationResult, calibrate_regression, pooled_coefficient
 
 CFG = GaussianVideoConfig()
 
@@ -37,19 +37,10 @@ def _calibrate(error, kind, steps, clips, **kw):
     )
 
 
-def _pooled(res, table, group, col, c=None):
-    """The kept coefficients of ``table`` (``"gain"``, ``"offset"``) and their inverse-variance mean (the
-    calibration's own jackknife standard errors, column ``col`` of ``affine["stderr"]``).
-
-    Not the plain mean: a pair is kept at ``|t| >= 3``, so a high-noise pair can be a third off and still be
-    kept (the marginal ones are also biased away from 0 by that selection), and the reference clips are the
-    same at every step, so their sampling error is shared by the high-noise steps instead of averaging out."""
-    rows = res.affine[table][group] if group else res.affine[table]
-    se = res.affine["stderr"][group or "low"]
-    pairs = [(v, se[i][j][col]) for i, row in enumerate(rows) for j, v in enumerate(row)
-             if v != 0.0 and (c is None or j == c)]  # fmt: skip
-    weights = [e**-2 for _, e in pairs]
-    return [v for v, _ in pairs], sum(v * w for (v, _), w in zip(pairs, weights)) / max(sum(weights), 1e-300)
+def _pooled(res, table, group, c=None):
+    """The kept coefficients and their inverse-variance mean (see :func:`pooled_coefficient`: a kept pair at
+    high noise can be a third off, so the plain mean is not the estimator)."""
+    return pooled_coefficient(res.affine, table, group, channel=c)
 
 
 def _min_pairs(kind, steps):
@@ -82,7 +73,7 @@ def test_gain_error_recovered_per_band(kind, steps, clips):
     res = _calibrate(ModelError(gain=gain), kind, steps, clips)
     need = _min_pairs(kind, steps)
     for g, e in gain.items():
-        used, pooled = _pooled(res, "gain", g, 0)
+        used, pooled = _pooled(res, "gain", g)
         true = -e / (1 + e)
         assert len(used) >= need, f"{g}: only {len(used)} of {3 * steps} (step, channel) pairs measurable"
         assert all(v * true > 0 for v in used), f"{g}: sign"
@@ -94,7 +85,7 @@ def test_offset_recovered_per_channel(kind, clips):
     offset = (0.03, -0.02, 0.015)
     res = _calibrate(ModelError(offset=offset), kind, 8, clips)
     for c, d in enumerate(offset):
-        used, pooled = _pooled(res, "offset", None, 2, c)
+        used, pooled = _pooled(res, "offset", None, c)
         assert len(used) >= 3 and all(v * d < 0 for v in used)
         assert abs(pooled / -d - 1) < 0.2, (c, pooled, used)
 
@@ -188,3 +179,47 @@ def test_regression_bad_input(clips):
         calibrate_regression(model, sched, ref[:1], num_steps=4, context=ctx[:1])
     with pytest.raises(ValueError, match="num_steps"):
         calibrate_regression(model, sched, ref, num_steps=1, context=ctx)
+
+
+def test_pooled_coefficient_weights_by_the_calibrations_own_errors():
+    # Two steps x two channels; column 0 (gain) and 2 (offset) of the stderr table are read.
+    aff = {
+        "gain": {"spatial": [[0.1, 0.0], [0.4, -0.2]]},
+        "offset": [[0.0, 0.3], [0.5, 0.0]],
+        "stderr": {
+            "spatial": [[[0.01, 9, 9], [9, 9, 9]], [[0.03, 9, 9], [0.02, 9, 9]]],
+            "low": [[[9, 9, 9], [9, 9, 0.1]], [[9, 9, 0.2], [9, 9, 9]]],
+        },
+    }
+    kept, pooled = pooled_coefficient(aff, "gain", "spatial")
+    assert kept == [0.1, 0.4, -0.2]
+    w = [1e4, 1e4 / 9, 2500.0]
+    assert pooled == pytest.approx((0.1 * w[0] + 0.4 * w[1] - 0.2 * w[2]) / sum(w))
+    assert pooled_coefficient(aff, "gain", "spatial", channel=1) == ([-0.2], pytest.approx(-0.2))
+    kept, pooled = pooled_coefficient(aff, "offset")  # stderr of the low band, column 2
+    assert kept == [0.3, 0.5] and pooled == pytest.approx((0.3 * 100 + 0.5 * 25) / 125)
+    empty = {"gain": {"low": [[0.0]]}, "stderr": {"low": [[[1, 1, 1]]]}}
+    assert pooled_coefficient(empty, "gain", "low") == ([], 0.0)
+    with pytest.raises(ValueError, match="needs a band group"):
+        pooled_coefficient(aff, "gain")
+    with pytest.raises(ValueError, match="no 'stderr'"):
+        pooled_coefficient({"gain": {"low": [[0.1]]}}, "gain", "low")
+
+
+@pytest.mark.parametrize("name", ["gain", "offset"])
+def test_testbed_bench_reports_the_tested_estimator(name, clips):
+    """``vidfix bench testbed``'s recovery rows pool as the tests above do (inverse-variance, not plain)."""
+    from vidfix.scripts.bench_testbed import ERRORS, _recovery
+
+    err = ERRORS[name]
+    res = _calibrate(err, "unipc", 4, clips)
+    rows = _recovery(name, err, res, None)
+    want = (
+        [pooled_coefficient(res.affine, "gain", g) for g in err.gain]
+        if name == "gain"
+        else [pooled_coefficient(res.affine, "offset", channel=c) for c in range(len(err.offset))]
+    )
+    assert len(rows) == len(want) > 0
+    for row, (kept, pooled) in zip(rows, want):
+        assert row["calibrated"] == pytest.approx(pooled) and row["steps"] == len(kept) > 0
+        assert abs(row["calibrated"] / row["true"] - 1) < 0.2, row

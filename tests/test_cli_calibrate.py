@@ -100,6 +100,49 @@ def test_bad_data_is_a_clear_error(
     assert not (tmp_path / "c.json").exists()
 
 
+@pytest.mark.parametrize("extra", [[], ["--rollout", "2"]])
+def test_fewstep_is_refused_before_the_model_loads(
+    model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+) -> None:
+    """Regression: `--scheduler fewstep` failed with the tap's error only after the model had loaded."""
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--scheduler fewstep must be refused before the model loads")
+
+    monkeypatch.setattr("vidfix.pipelines.factory.load_denoiser", no_load)
+    argv = ["--model", str(model_dir), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress",
+            "--scheduler", "fewstep", "--steps", "4", "--out", str(tmp_path / "c.json"), *extra]  # fmt: skip
+    assert cal.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vidfix calibrate: error: --scheduler fewstep: "), err
+    assert "no solver step to probe" in err[0]
+    assert "--scheduler euler at the same --steps and --shift" in err[0]
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_defaults_of_the_chunk_mode(model_dir: Path, tmp_path: Path) -> None:
+    """--scheduler, --seeds and --clips default to None in the parser (so --pipeline can refuse them when
+    given); the chunk mode still gets euler, seeds 1000-1007 and 8 clips."""
+    ns = cal.build_parser().parse_args([])
+    assert (ns.scheduler, ns.shift, ns.seeds, ns.clips, ns.rollout) == (None,) * 5
+    data = tmp_path / "clips.safetensors"
+    save_file(
+        {"video": torch.rand(2, 3, 12, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1}, str(data)
+    )
+    tiny = ["--model", str(model_dir), "--model-class", "_tiny_models:TinyChunkDenoiser", "--no-progress"]
+    out = tmp_path / "c.json"
+    assert cal.main([*tiny, "--data", str(data), "--steps", "2", "--out", str(out)]) == 0
+    result = CalibrationResult.load(out)
+    assert result.samples == 8 and result.scheduler == "FlowMatchEulerDiscreteScheduler"
+    assert result.method != "rollout"
+    assert cal.main([*tiny, "--steps", "2", "--out", str(out)]) == 0  # procedural clips, one per default seed
+    assert CalibrationResult.load(out).samples == 8
+
+
 def test_a_calibration_of_another_model_is_refused(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

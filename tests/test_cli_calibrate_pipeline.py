@@ -69,16 +69,31 @@ def test_calibrate_a_saved_pipeline_then_use_the_file(
         (["--frames", "13"], "has 10 frames; --frames asks for 13"),
         (["--frames", "8"], r"the wan VAE compresses time by 4: --frames must be k\*4\+1, got 8"),
         (["--context", "1"], r"--context \(clean prefix frames\) is for SkyReels"),
+        # Regression: the chunk-model options were silently ignored with --pipeline.
+        (["--rollout", "6"], r"^[^;]*: --rollout 6 applies only to chunk models; --pipeline runs the one-step probe only$"),
+        (["--rollout", "0"], r"--rollout 0 applies only to chunk models"),
+        (["--scheduler", "euler"], r"--scheduler euler applies only to chunk models; --pipeline probes the pipeline's own scheduler"),
+        (["--shift", "3"], r"--shift 3.0 applies only to chunk models; --pipeline probes the pipeline's own scheduler, with the shift of its config$"),
+        (["--seeds", "1-3"], r"--seeds 1,2,3 applies only to chunk models; --pipeline calibrates on the clips of --videos$"),
+        (["--clips", "4"], r"--clips 4 applies only to chunk models; --pipeline calibrates on the clips of --videos$"),
+        (["--clips", "4", "--scheduler", "unipc", "--shift", "2"],
+         r"error: --scheduler unipc, --shift 2.0, --clips 4 apply only to chunk models; --pipeline probes the "
+         r"pipeline's own scheduler, with the shift of its config; --pipeline calibrates on the clips of --videos$"),
     ],
-)
+)  # fmt: skip
 def test_user_errors_are_one_line(
     wan_dir: Path,
     clips: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     extra: list[str],
     message: str,
 ) -> None:
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a user error must be reported before the pipeline loads")
+
+    monkeypatch.setattr("vidfix.pipelines.diffusers_run.load_pipeline", no_load)
     argv = ["--pipeline", str(wan_dir), "--videos", str(clips), "--prompt", "a cat", "--height", "16",
             "--width", "16", "--steps", "2", "--out", str(tmp_path / "c.json"), "--no-progress", "--frames", "9"]  # fmt: skip
     assert cal.main([*argv, *extra]) == 2

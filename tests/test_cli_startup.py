@@ -39,6 +39,34 @@ def test_the_metrics_package_does_not_import_diffusers() -> None:
     assert out.split() == ["False", "False"]
 
 
+_DRIFT_PROBE = r"""
+import contextlib, io, json, sys
+from vidfix.scripts import cli
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    code = cli.main(["drift", sys.argv[1], "--json", sys.argv[2], "--quiet"])
+print(json.dumps({"code": code, "diffusers": "diffusers" in sys.modules}))
+"""
+
+
+def test_drift_on_a_video_does_not_import_diffusers(tmp_path: Path) -> None:
+    """``vidfix drift`` measures a real file (not just ``--help``) without importing diffusers."""
+    import numpy as np
+    from vidfix.metrics.io import write_video
+
+    ramp = np.linspace(40, 200, 16, dtype=np.float32)[:, None, None, None]
+    frames = np.broadcast_to(ramp, (16, 64, 64, 3)).astype(np.uint8)  # 16 frames brightening over time
+    video = write_video(tmp_path / "tiny.mp4", frames, fps=8)
+    report = tmp_path / "drift.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _DRIFT_PROBE, str(video), str(report)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == {"code": 0, "diffusers": False}, done.stderr
+    assert report.is_file() and report.stat().st_size > 0  # the command really measured the video
+
+
 def test_import_vidfix_is_light_and_exports_still_work() -> None:
     code = (
         "import sys, vidfix, vidfix.pipelines; light = 'torch' not in sys.modules; "

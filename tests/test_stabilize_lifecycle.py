@@ -19,6 +19,7 @@ from diffusers import UniPCMultistepScheduler, WanPipeline
 from vidfix.pipelines import stabilize, stabilize_from_pretrained, stabilized, stabilizer
 
 from vidfix import DCW, is_tapped
+from vidfix.correctors import BandAffine, BandAnchor, Chain
 
 DCW3 = DCW(low=0.2, spatial=0.2, temporal=0.2)
 
@@ -100,6 +101,37 @@ def test_save_pretrained_warns_and_the_handle_saves_the_settings(tmp_path):
         assert again.tracker is not None
     finally:
         again.undo()
+
+
+def test_save_pretrained_round_trips_band_affine_and_chain(tmp_path):
+    """Issue 12: a BandAffine or Chain stabilizer saved, then failed to load ("unknown corrector type")."""
+    affine = BandAffine(knots=(0.0, 1.0), gain={"low": [[-0.1], [-0.05]]}, offset=[[0.01], [0.0]])
+    chain = Chain(affine, DCW(low=0.05))
+    for i, corrector in enumerate((affine, chain)):
+        pipe = build("wan")
+        with stabilized(pipe, corrector) as handle:
+            corrected = run(pipe)
+            handle.save_pretrained(tmp_path / str(i))
+        loaded = WanPipeline.from_pretrained(tmp_path / str(i))
+        loaded.set_progress_bar_config(disable=True)
+        again = stabilize_from_pretrained(loaded, tmp_path / str(i))
+        try:
+            assert type(again.corrector) is type(corrector)
+            assert again.corrector.to_dict() == corrector.to_dict()
+            torch.testing.assert_close(run(loaded), corrected, atol=1e-5, rtol=0)
+        finally:
+            again.undo()
+
+
+def test_save_pretrained_refuses_a_stateful_corrector_before_writing(tmp_path):
+    """A stateful corrector cannot be rebuilt from the settings file: one line, and no pipeline files left."""
+    pipe = build("wan")
+    with stabilized(pipe, Chain(DCW3, BandAnchor())) as handle:
+        with pytest.raises(
+            ValueError, match=r"corrector Chain: its member BandAnchor is stateful; savable: DCW"
+        ):
+            handle.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save", "deepcopy"])

@@ -33,7 +33,9 @@ from diffusers import (
 
 from vidfix import DCW, Identity, is_tapped, tap
 from vidfix.calibration import init_noise_sigma, scale_input
-from vidfix.tap import TAP_CONFIG_NAME, disable, load_tapped, save_tapped
+from vidfix.correctors import TTC, BandAffine, BandAnchor, Chain, ClosedLoop, EpsScaling
+from vidfix.protocols import StepInfo
+from vidfix.tap import TAP_CONFIG_NAME, corrector_from_dict, disable, load_tapped, save_tapped
 
 SHAPE = (2, 3, 3, 4, 4)  # (B, C, F, H, W)
 
@@ -241,6 +243,69 @@ def test_save_tapped_keeps_the_correction(name, tmp_path):
     assert not is_tapped(plain_again)
     with pytest.raises(FileNotFoundError, match=r"vidfix_tap\.json"):
         load_tapped(tmp_path / "missing")
+
+
+LOADABLE = {
+    "dcw": lambda: DCW(low=0.05, spatial=-0.02, temporal=0.01, low_schedule="constant"),
+    "band_affine": lambda: BandAffine(
+        knots=(0.0, 0.5, 1.0),
+        gain={"low": [[-0.1], [-0.05], [0.0]], "spatial": [[0.02, 0.0, -0.02]] * 3},
+        shift={"temporal": [[0.01], [0.02], [0.03]]},
+        offset=[[0.01, -0.01, 0.0]] * 3,
+    ),
+    "eps_scaling": lambda: EpsScaling(scale=1.01),
+    "identity": lambda: Identity(),
+    "chain": lambda: Chain(DCW(low=0.03), EpsScaling(scale=1.02), BandAffine(knots=(0.0, 1.0))),
+}
+
+
+@pytest.mark.parametrize("kind", list(LOADABLE))
+def test_save_tapped_round_trips_every_loadable_corrector(kind, tmp_path):
+    """Issue 12: save_tapped took any corrector with to_dict(), but load_tapped read only dcw, eps_scaling and
+    identity, so BandAffine and Chain saved and then failed to load ("unknown corrector type")."""
+    corrector = LOADABLE[kind]()
+    assert corrector.to_dict()["type"] == kind
+    tapped = tap(SCHEDULERS["flow_euler"](), corrector)
+    save_tapped(tapped, tmp_path)
+    loaded = load_tapped(tmp_path)._vidfix_tap.corrector
+    assert type(loaded) is type(corrector) and loaded.to_dict() == corrector.to_dict()
+    x0, x = _sample(), _sample().flip(-1)
+    step = StepInfo(0.6, 0.4, 0.7, 0.3, 0.4)
+    assert torch.equal(loaded(x0, x, step), corrector(x0, x, step))
+    assert torch.equal(loop(load_tapped(tmp_path), "flow_euler"), loop(tapped, "flow_euler"))
+
+
+class _NoDict:
+    def __call__(self, x0, x, step):
+        return x0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: BandAnchor(), r"corrector BandAnchor: it is stateful"),
+        (lambda: ClosedLoop(), r"corrector ClosedLoop: it is stateful"),
+        (lambda: TTC(denoiser=lambda x, t, **kw: x), r"corrector TTC: it is stateful"),
+        (lambda: Chain(DCW(low=0.1), BandAnchor()), r"corrector Chain: its member BandAnchor is stateful"),
+        (lambda: Chain(_NoDict()), r"corrector Chain: its member type '_NoDict' cannot be loaded"),
+        (lambda: _NoDict(), r"corrector _NoDict: it has no to_dict\(\)"),
+    ],
+)
+def test_save_tapped_refuses_correctors_it_cannot_load_before_writing(make, message, tmp_path):
+    """Stateful correctors (a reference chunk, feedback, a model) cannot be rebuilt from a file: refused in one
+    line naming the type and what can be saved, and nothing is written (no half-saved folder)."""
+    tapped = tap(SCHEDULERS["flow_euler"](), make())
+    with pytest.raises(ValueError, match=message) as err:
+        save_tapped(tapped, tmp_path / "out")
+    assert "\n" not in str(err.value) and "savable: DCW, BandAffine" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrector_from_dict_names_stateful_and_unknown_types():
+    with pytest.raises(ValueError, match=r"'band_anchor' \(BandAnchor\) is stateful"):
+        corrector_from_dict(BandAnchor().to_dict())
+    with pytest.raises(ValueError, match=r"unknown corrector type 'magic'; allowed: 'dcw', 'band_affine'"):
+        corrector_from_dict({"type": "magic"})
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -24,7 +24,7 @@ from diffusers import (
 )
 
 import vidfix.correctors.dcw as dcw_module
-from vidfix import DCW, tap
+from vidfix import DCW, StepInfo, tap
 from vidfix.calibration import init_noise_sigma, scale_input
 
 SHAPE = (2, 4, 5, 8, 8)  # (B, C, F, H, W)
@@ -144,3 +144,32 @@ def test_step_signature_is_read_once_per_class(monkeypatch):
         run(tap(SCHEDULERS[name](), DCW(low=0.05)), steps=8)
     info = tap_module._param_names.cache_info()
     assert info.misses == 3 and info.hits >= 3 * 7
+
+
+def test_per_frame_fallback_skips_the_finiteness_check_and_equals_the_unfolded_path(monkeypatch):
+    """Per-frame timesteps fall back to forming x0; that fallback must not run DCW's per-step finiteness check
+    (a host sync per step; inside the tap the caller decides) and must equal the unfolded formulation."""
+    g = torch.Generator().manual_seed(3)
+    v, x = torch.randn(SHAPE, generator=g), torch.randn(SHAPE, generator=g)
+    # Per-frame noise levels, shape (B, 1, F, 1, 1); the last frame is already clean.
+    s = torch.linspace(0.8, 0.0, SHAPE[2]).view(1, 1, -1, 1, 1).expand(SHAPE[0], 1, -1, 1, 1)
+    s_next = (s - 0.15).clamp(min=0.0)
+    step = StepInfo(1 - s, s, 1 - s_next, s_next, s, "flow")
+    dcw = DCW(low=0.05, spatial=0.02, temporal=-0.01)
+    assert dcw.check_finite  # on by default, yet the folded fallback must not use it
+
+    # The unfolded path: x0 = a x + b v, correct x0, v' = v + (x0' - x0) / b (b = 0 on the clean frame).
+    a, b = torch.ones_like(s), -s
+    x0 = x * a + v * b
+    x0c = dcw(x0, x, step)
+    reference = v + (x0c - x0) / torch.where(b == 0, torch.ones_like(b), b)
+
+    checks = []
+    monkeypatch.setattr(dcw_module, "check_finite", lambda t, name="": checks.append(name) or t)
+    folded = dcw.correct_output(v, x, step, a=a, b=b)
+    assert checks == []
+    torch.testing.assert_close(folded, reference, rtol=0, atol=1e-6)
+    assert not torch.allclose(folded, v)  # the correction acted
+    assert torch.equal(folded[:, :, -1], v[:, :, -1])  # the clean frame is left alone
+    dcw(x0, x, step)
+    assert len(checks) == 1  # the direct call still checks (the spy is live)

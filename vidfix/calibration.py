@@ -58,6 +58,7 @@ __all__ = [
     "chunk_features",
     "fit_rollout",
     "init_noise_sigma",
+    "pooled_coefficient",
     "scale_input",
     "scheduler_step",
     "step_schedule",
@@ -610,6 +611,54 @@ def band_affine_from(affine: dict[str, Any], *, dims: Dims, level: int, strength
         dims=dims,
         level=level,
     )
+
+
+_AFFINE_COLUMN = {"gain": 0, "shift": 1, "offset": 2}  # column of a table in ``affine["stderr"]``
+
+
+def pooled_coefficient(
+    affine: dict[str, Any],
+    table: Literal["gain", "shift", "offset"],
+    group: str | None = None,
+    *,
+    channel: int | None = None,
+) -> tuple[list[float], float]:
+    """The kept coefficients of one regression-calibration table and their inverse-variance weighted mean.
+
+    ``table`` is ``gain`` or ``shift`` (per band ``group``) or ``offset`` (per channel, no group); the
+    weights are ``1 / stderr^2`` from the calibration's own jackknife errors (``affine["stderr"]``). Only
+    measurable (step, channel) pairs count: those the calibration kept (nonzero), of ``channel`` if given.
+    Returns ``(kept, pooled)``; ``pooled`` is 0 when nothing was kept.
+
+    Not the plain mean: a pair is kept at ``|t| >= min_t``, so a high-noise pair can be a third off and still
+    be kept (the marginal ones are also biased away from 0 by that selection), and a calibration's reference
+    clips are the same at every step, so their sampling error is shared by the high-noise steps instead of
+    averaging out. A kept pair with a zero standard error (an exact measurement) outweighs all others.
+
+    Example:
+        >>> aff = {"gain": {"low": [[0.1, 0.0], [0.2, 0.0]]},
+        ...        "stderr": {"low": [[[0.01, 1, 1], [1, 1, 1]], [[0.02, 1, 1], [1, 1, 1]]]}}
+        >>> kept, pooled = pooled_coefficient(aff, "gain", "low")
+        >>> kept, round(pooled, 4)
+        ([0.1, 0.2], 0.12)
+    """
+    if table not in _AFFINE_COLUMN:
+        raise ValueError(f"table must be one of {', '.join(_AFFINE_COLUMN)}, got {table!r}")
+    if (table == "offset") != (group is None):
+        raise ValueError(f"table {table!r} {'takes no' if table == 'offset' else 'needs a'} band group")
+    if "stderr" not in affine:
+        raise ValueError("affine has no 'stderr' table (not a regression calibration?)")
+    col = _AFFINE_COLUMN[table]
+    rows = affine[table] if group is None else affine[table][group]
+    se = affine["stderr"][group or "low"]
+    pairs = [(v, float(se[i][j][col])) for i, row in enumerate(rows) for j, v in enumerate(row)
+             if v != 0.0 and (channel is None or j == channel)]  # fmt: skip
+    kept = [v for v, _ in pairs]
+    exact = [v for v, e in pairs if e == 0.0]
+    if exact:
+        return kept, sum(exact) / len(exact)
+    weights = [e**-2 for _, e in pairs]
+    return kept, (sum(v * w for v, w in zip(kept, weights)) / sum(weights) if pairs else 0.0)
 
 
 # ----------------------------------------------------------------------------------------------------------

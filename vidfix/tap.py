@@ -63,6 +63,7 @@ __all__ = [
     "TapEvent",
     "as_layout",
     "corrector_from_dict",
+    "corrector_to_dict",
     "disable",
     "is_tapped",
     "load_tapped",
@@ -869,36 +870,85 @@ def untap(scheduler: Any) -> Any:
 # Saving the correction with the scheduler.
 
 
+# Corrector types a file can rebuild (``to_dict()["type"]``), and stateful ones it cannot: their state (a
+# reference chunk, feedback coefficients, a model) lives in the run, not in their settings.
+_LOADABLE = ("dcw", "band_affine", "eps_scaling", "identity", "chain")
+_STATEFUL = {"band_anchor": "BandAnchor", "closed_loop": "ClosedLoop", "ttc": "TTC"}
+_SAVABLE_TEXT = "DCW, BandAffine, EpsScaling, Identity, and a Chain of these"
+
+
 def corrector_from_dict(data: dict[str, Any]) -> Corrector:
-    """A corrector from its ``to_dict()`` (DCW, EpsScaling, Identity)."""
-    from vidfix.correctors import DCW, EpsScaling, Identity
+    """A corrector from its ``to_dict()`` (DCW, BandAffine, EpsScaling, Identity, a Chain of these)."""
+    from vidfix.correctors import DCW, BandAffine, Chain, EpsScaling, Identity
 
     kind = data.get("type")
     if kind == "dcw":
         return DCW.from_dict(data)
+    if kind == "band_affine":
+        return BandAffine.from_dict(data)
     if kind == "eps_scaling":
         return EpsScaling(scale=float(data["scale"]))
     if kind == "identity":
         return Identity()
-    raise ValueError(
-        f"unknown corrector type {kind!r} in {TAP_CONFIG_NAME}; allowed: 'dcw', 'eps_scaling', 'identity'"
-    )
+    if kind == "chain":
+        return Chain(*(corrector_from_dict(member) for member in data["correctors"]))
+    if kind in _STATEFUL:
+        raise ValueError(
+            f"corrector type {kind!r} ({_STATEFUL[kind]}) is stateful and cannot be loaded; "
+            f"loadable: {', '.join(map(repr, _LOADABLE))}"
+        )
+    raise ValueError(f"unknown corrector type {kind!r}; allowed: {', '.join(map(repr, _LOADABLE))}")
+
+
+def _unloadable(data: dict[str, Any]) -> str | None:
+    """The first corrector type in ``data`` (a ``to_dict()``, chains looked into) that cannot be loaded."""
+    kind = data.get("type")
+    if kind == "chain":
+        return next((bad for m in data.get("correctors", ()) if (bad := _unloadable(m)) is not None), None)
+    return None if kind in _LOADABLE else str(kind)
+
+
+def corrector_to_dict(corrector: Corrector) -> dict[str, Any]:
+    """The corrector's ``to_dict()``, checked to be one :func:`corrector_from_dict` reads back.
+
+    Raises:
+        ValueError: (one line) the corrector, or a member of a Chain, has no ``to_dict()`` or is stateful
+            (BandAnchor, ClosedLoop, TTC); the message names its type and the types that can be saved.
+    """
+    to_dict = getattr(corrector, "to_dict", None)
+    if to_dict is None:
+        raise ValueError(
+            f"cannot save corrector {type(corrector).__name__}: it has no to_dict(); savable: {_SAVABLE_TEXT}"
+        )
+    data = to_dict()
+    bad = _unloadable(data)
+    if bad is not None:
+        if data.get("type") == bad:
+            what = "it is stateful" if bad in _STATEFUL else f"its type {bad!r} cannot be loaded"
+        else:
+            what = (
+                f"its member {_STATEFUL[bad]} is stateful"
+                if bad in _STATEFUL
+                else f"its member type {bad!r} cannot be loaded"
+            )
+        raise ValueError(
+            f"cannot save corrector {type(corrector).__name__}: {what}; savable: {_SAVABLE_TEXT}"
+        )
+    return data
 
 
 def save_tapped(scheduler: Any, directory: str | os.PathLike[str]) -> Path:
     """Save a tapped scheduler: the diffusers config (``scheduler_config.json``, loadable without vidfix) and
-    the correction (``vidfix_tap.json``). The corrector needs a ``to_dict()`` (DCW, EpsScaling, Identity) and the
-    layout must be a name (``"BCFHW"``/``"BFCHW"``). Returns the tap file's path."""
+    the correction (``vidfix_tap.json``). The corrector must be one :func:`corrector_from_dict` rebuilds
+    (DCW, BandAffine, EpsScaling, Identity, a Chain of these; stateful correctors are refused before anything
+    is written) and the layout must be a name (``"BCFHW"``/``"BFCHW"``). Returns the tap file's path."""
     state = _state(scheduler)
     if state is None:
         raise ValueError(f"{type(scheduler).__name__} is not tapped; save it with save_pretrained")
-    to_dict = getattr(state.corrector, "to_dict", None)
+    corrector = corrector_to_dict(state.corrector)
     layout = _layout_name(state.layout)
-    if to_dict is None or layout is None:
-        raise ValueError(
-            f"cannot save the tap: the corrector {state.corrector!r} needs to_dict() and the layout must be "
-            "'BCFHW' or 'BFCHW'"
-        )
+    if layout is None:
+        raise ValueError("cannot save the tap: the layout must be 'BCFHW' or 'BFCHW'")
     directory = Path(directory)
     scheduler.__dict__["_vidfix_saving"] = True
     try:
@@ -907,7 +957,7 @@ def save_tapped(scheduler: Any, directory: str | os.PathLike[str]) -> Path:
         scheduler.__dict__.pop("_vidfix_saving", None)
     path = directory / TAP_CONFIG_NAME
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = {"corrector": to_dict(), "layout": layout, "check_finite": state.check_finite}
+    text = {"corrector": corrector, "layout": layout, "check_finite": state.check_finite}
     tmp.write_text(json.dumps(text, indent=2) + "\n")
     os.replace(tmp, path)
     return path

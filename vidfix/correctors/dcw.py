@@ -173,17 +173,21 @@ class DCW:
             return None  # a step to noise level 0 lands on x0: x_next - x0 = 0, nothing to correct
         return {g: v / c0 for g, v in lam.items()}, c0, c1
 
-    def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
-        """Corrected data prediction ``x0'`` whose first-order step equals Eq. 17 applied to its result."""
-        check_latents(x0, "x0")
-        check_same_shape(x, x0)
+    def _correct_x0(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
+        """``x0'`` (or ``x0`` itself when the step gets no correction), without the finiteness check."""
         found = self._step_gains(step)
         if found is None:
             return x0
         gains, c0, c1 = found
         # x_next - x0 = (c0 - 1) x0 + c1 x, filtered band-wise without materialising it.
-        out = self._filter(gains, x0, [(c0 - 1.0, x0), (c1, x)], base=x0)
-        if self.check_finite:
+        return self._filter(gains, x0, [(c0 - 1.0, x0), (c1, x)], base=x0)
+
+    def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
+        """Corrected data prediction ``x0'`` whose first-order step equals Eq. 17 applied to its result."""
+        check_latents(x0, "x0")
+        check_same_shape(x, x0)
+        out = self._correct_x0(x0, x, step)
+        if out is not x0 and self.check_finite:
             check_finite(out, "DCW-corrected x0 (are x or x0 finite?)")
         return out
 
@@ -199,7 +203,7 @@ class DCW:
         if not (_is_scalar(a) and _is_scalar(b) and _is_scalar(step.beta) and _is_scalar(step.s)):
             safe_b = torch.where(b == 0, torch.ones_like(b), b) if isinstance(b, Tensor) else b
             x0 = x * a + v * b
-            new = self(x0, x, step)
+            new = self._correct_x0(x0, x, step)  # no finiteness check (a host sync per step): the tap decides
             return v if new is x0 else v + (new - x0) / safe_b
         found = self._step_gains(step)
         if found is None:
