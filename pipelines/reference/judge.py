@@ -155,9 +155,8 @@ def load_judge(*, path: str | Path | None = None, device: str | torch.device = "
     if record.is_file():  # the sprite process it was trained on (checked against the video it judges)
         data = json.loads(record.read_text())["data"]
         fields = set(SpriteVideoConfig.__dataclass_fields__)
-        judge.process = SpriteVideoConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
-        )
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        judge.process = SpriteVideoConfig(**kwargs)
     return judge.to(device).eval()
 
 
