@@ -136,8 +136,8 @@ register(Condition("renoise", "more context re-noising (SkyReels a added)", "bas
                    lambda v, c: Setup(extra_context_noise=float(v or 0.0)), describe=lambda v: f"+a {v:g}"))  # fmt: skip
 
 #: The default ``--conditions``: everything above. The ones below are registered (``--conditions`` accepts
-#: them) but not run by default: ``dcw_rollout`` and ``ttc`` read ``Context.extra`` (``"rollout"``: a rollout
-#: calibration, ``"model"``: the denoiser), which the quality benchmark does not fill yet.
+#: them; the quality benchmark fills ``Context.extra`` with the rollout calibration and the model they read)
+#: but not run by default: they wait for a reference model that stays coherent (v2) to be judged on.
 CONDITIONS: tuple[str, ...] = names()
 
 register(Condition("band_anchor", "on-path band anchoring to chunk 0 (low band, late steps)", "vidfix",

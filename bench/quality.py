@@ -70,6 +70,7 @@ class QualityConfig:
     conditions: tuple[str, ...] = C.CONDITIONS
     grids: dict[str, tuple[float, ...]] = field(default_factory=dict)  # candidate overrides per condition
     calib_seeds: tuple[int, ...] = tuple(range(700_000, 700_008))  # process seeds of calibration clips
+    rollout_chunks: int = 6  # chunks per probe rollout of the rollout calibration (condition dcw_rollout)
     pool_videos: int = 48  # fresh real videos of the FVD reference pool
     batch_size: int = 4  # videos per model call
     shift: float = 1.0  # timestep shift of the schedulers
@@ -216,7 +217,24 @@ class _Setting:
                     self.model, self.make_scheduler(), clips[:, :, self.K :], num_steps=self.steps,
                     context=clips[:, :, : self.K], dims=dims, generator=g, denoiser_kwargs=kw,  # type: ignore[arg-type]
                 )  # fmt: skip
-        return C.Context(calibrations=cals, context_noise=self.context_noise)
+        extra: dict[str, Any] = {}
+        if "model" in needs:  # conditions that call the model themselves (TTC)
+            extra["model"] = self.model
+        if "rollout" in needs:  # rollout calibration: short rollouts from real calibration clips
+            from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
+
+            seeds = list(self.cfg.calib_seeds)  # never the tuning or evaluation seeds
+            clips = reference_videos(seeds, self.K + self.Fc, start=333, config=self.data)
+            kw = {"context_sigma": 0.0} if getattr(self.model, "accepts_context_sigma", False) else {}
+            probe = SamplerConfig(
+                num_frames=self.cfg.rollout_chunks * self.Fc, chunk_frames=self.Fc, context_frames=self.K,
+                channels=3, height=self.size, width=self.size, num_steps=self.steps, context_noise=self.context_noise,
+            )  # fmt: skip
+            extra["rollout"] = calibrate_rollout(
+                self.model, self.make_scheduler(), probe, seeds=seeds, context=clips[:, :, : self.K] if self.K else None,
+                reference=clips[:, :, self.K :], options=RolloutCalibrationConfig(dims="3d"), denoiser_kwargs=kw,
+            )  # fmt: skip
+        return C.Context(calibrations=cals, context_noise=self.context_noise, extra=extra)
 
     def real(self, seeds: Sequence[int], frames: int) -> Tensor:
         return reference_videos(list(seeds), self.K + frames, config=self.data)  # (B, C, K + N, H, W)

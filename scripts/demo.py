@@ -219,6 +219,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+#: Said under the shipped model's numbers: they are colour statistics of video that has lost its sprites.
+_SHIPPED_CAVEAT = (
+    "  note   this model loses its sprites in ~16 frames either way: colour numbers, not coherence (docs/reference)"
+)
+
+
 def _summary_lines(
     ns: Any,
     model: str,
@@ -246,6 +252,7 @@ def _summary_lines(
         "         " + ";  ".join(cells),
         f"  more   {out}/ (drift.json, metrics.json and .png, run folders)",
         f"         {cal_note}",
+        *([_SHIPPED_CAVEAT] if ns.model is None else []),
     ])  # fmt: skip
 
 

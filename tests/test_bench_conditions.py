@@ -4,6 +4,8 @@ model, changing it where it should (seconds)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from vidfix.bench import conditions as C
@@ -98,3 +100,20 @@ def test_conditions_name_what_the_context_lacks() -> None:
     for name, key in (("dcw_rollout", "rollout"), ("ttc", "model")):
         with pytest.raises(ValueError, match=f"{name}.*{key}"):
             C.get(name).build(None, C.Context())
+
+
+def test_the_quality_benchmark_fills_what_they_read(model: ReferenceVideoModel) -> None:
+    """Regression: run_quality gave the conditions no model and no rollout calibration, so asking for
+    ``dcw_rollout`` or ``ttc`` stopped the whole run; now it measures them (calibration seeds only)."""
+    from vidfix.bench.quality import QualityConfig, run_quality
+    from vidfix.pipelines.reference.judge import SpriteJudge
+
+    cfg = QualityConfig(
+        processes=("stationary",), schedulers=("euler",), steps=(2,), num_frames=8, tune_frames=8, window=8,
+        tune_seeds=(0,), eval_seeds=(1,), conditions=("none", "dcw_rollout", "ttc"),
+        grids={"dcw_rollout": (1.0,), "ttc": (0.5,)}, calib_seeds=(50, 51, 52), pool_videos=2, rollout_chunks=2,
+    )  # fmt: skip
+    res = run_quality(model, SpriteJudge(channels=(8, 16), feature_dim=4).eval(), cfg, log=lambda s: None)
+    rows = res.settings[0].rows
+    assert set(rows) == {"real", "none", "dcw_rollout", "ttc"}
+    assert all(math.isfinite(v) for r in rows.values() for v in r.table["std_drift"])

@@ -104,4 +104,7 @@ def test_demo_on_the_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture
         assert (out / name).is_file(), name
     drift = json.loads((out / "drift.json").read_text())
     assert set(drift["conditions"]) == {"real", "uncorrected", "vidfix"}
-    assert "late drift" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "late drift" in printed
+    # The shipped model's numbers come with what they are (it loses its sprites); at most 8 short lines.
+    assert "loses its sprites" in printed and len(printed.strip().splitlines()) <= 8
