@@ -1,6 +1,7 @@
 """Quality benchmark on the reference model: every condition, judged by the structure judge, per window.
 
-For each process (``stationary``; ``trend``: the background hue turns) x scheduler x step count:
+For each process (``stationary``; ``trend``: the background hue turns) x scheduler (``euler``, ``unipc``, or
+``fewstep``: the few-step x0 / re-noise mode of distilled causal models, at the same ``shift``) x step count:
 
 1. **Real video.** Each sampler seed's real video of the process: its first ``K`` frames start every
    rollout of that seed, teacher forcing reads the rest, and the ``real`` row measures it. A pool of fresh
@@ -11,6 +12,10 @@ For each process (``stationary``; ``trend``: the background hue turns) x schedul
    best objective wins (object score times motion relative to real, over the second half).
 4. **Evaluate** every condition with its chosen candidate on the *evaluation seeds* (disjoint), for
    ``num_frames`` frames.
+
+Conditions that read a calibration of the scheduler's solver step (``needs`` "2d", "3d" or "rollout") are
+skipped under ``fewstep``, which has no solver step to probe; each setting records which and why
+(:attr:`SettingResult.skipped`, :func:`skip_reason`).
 
 Reported per condition (:class:`Row`): per-window object score, motion score, reference FVD, colour drift
 (own-start RMS of channel mean and std), flicker; frames until the object score falls below half of
@@ -35,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from vidfix.bench import conditions as C
+from vidfix.pipelines.choices import SCHEDULERS, SchedulerName
 from vidfix.pipelines.reference.data import TREND, SpriteVideoConfig, reference_videos
 from vidfix.pipelines.reference.evaluate import (
     Measured,
@@ -48,9 +54,19 @@ from vidfix.pipelines.reference.evaluate import (
 from vidfix.pipelines.reference.judge import SpriteJudge, require_process
 from vidfix.pipelines.sampler import SamplerConfig, sample_video, video_teacher
 
+from vidfix._checks import check_choice
 from vidfix.calibration import CalibrationResult, calibrate
 
-__all__ = ["Process", "QualityConfig", "QualityResult", "Row", "SettingResult", "objective", "run_quality"]
+__all__ = [
+    "Process",
+    "QualityConfig",
+    "QualityResult",
+    "Row",
+    "SettingResult",
+    "objective",
+    "run_quality",
+    "skip_reason",
+]
 
 Process = Literal["stationary", "trend"]
 
@@ -60,7 +76,7 @@ class QualityConfig:
     """One quality benchmark: what runs, on which seeds, how long, and how it is measured."""
 
     processes: tuple[Process, ...] = ("stationary", "trend")
-    schedulers: tuple[Literal["euler", "unipc"], ...] = ("euler", "unipc")
+    schedulers: tuple[SchedulerName, ...] = ("euler", "unipc")  # "fewstep" too: calibrated conditions skipped
     steps: tuple[int, ...] = (8,)  # solver steps per chunk (one calibration and tuning per count)
     num_frames: int = 512  # frames per evaluated video
     tune_frames: int = 128  # frames per tuning video
@@ -73,7 +89,7 @@ class QualityConfig:
     rollout_chunks: int = 6  # chunks per probe rollout of the rollout calibration (condition dcw_rollout)
     pool_videos: int = 48  # fresh real videos of the FVD reference pool
     batch_size: int = 4  # videos per model call
-    shift: float = 1.0  # timestep shift of the schedulers
+    shift: float = 1.0  # timestep shift of the schedulers (fewstep's levels too; Self-Forcing's Wan uses 5)
     context_noise: float | None = None  # SkyReels a of the context (None: the model's context_sigma)
 
     def __post_init__(self) -> None:
@@ -81,6 +97,8 @@ class QualityConfig:
             raise ValueError(f"num_frames and tune_frames must be multiples of window {self.window}")
         if set(self.tune_seeds) & set(self.eval_seeds):
             raise ValueError("tuning and evaluation seeds must be disjoint")
+        for scheduler in self.schedulers:
+            check_choice("scheduler", scheduler, SCHEDULERS)
         for name in self.conditions:
             C.get(name)
 
@@ -104,6 +122,7 @@ class SettingResult:
     steps: int
     rows: dict[str, Row]
     seconds: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)  # condition -> why it did not run in this setting
 
 
 @dataclass
@@ -152,6 +171,35 @@ def _finite(v: Any) -> Any:
 def _row(d: dict[str, Any]) -> Row:
     nan = lambda xs: [math.nan if x is None else x for x in xs]  # noqa: E731
     return Row(**{**d, "table": {k: nan(v) for k, v in d["table"].items()}, "trend": nan(d["trend"])})
+
+
+#: What each calibration ``needs`` probes; the few-step mode has no solver step for any of them.
+_STEP_CALIBRATIONS = {
+    "2d": "the one-step calibration (2D)",
+    "3d": "the one-step calibration (3D)",
+    "rollout": "the rollout calibration",
+}
+
+
+def skip_reason(condition: str, scheduler: str) -> str | None:
+    """Why ``condition`` cannot run under ``scheduler`` (None: it runs).
+
+    The one-step and rollout calibrations measure the scheduler's solver step through the tap, which
+    refuses :class:`~vidfix.pipelines.fewstep.FewStepScheduler` (predict x0, re-noise: no solver step), so
+    the conditions that read them do not run in the ``fewstep`` settings.
+
+    Example:
+        >>> skip_reason("dcw3d_cal", "fewstep")
+        'needs the one-step calibration (3D), which probes a solver step; fewstep (predict x0, re-noise) has none'
+        >>> skip_reason("dcw3d_cal", "euler") is None and skip_reason("eps", "fewstep") is None
+        True
+    """
+    if scheduler != "fewstep":
+        return None
+    cals = [_STEP_CALIBRATIONS[n] for n in C.get(condition).needs if n in _STEP_CALIBRATIONS]
+    if not cals:
+        return None
+    return f"needs {' and '.join(cals)}, which probes a solver step; fewstep (predict x0, re-noise) has none"
 
 
 def objective(table: dict[str, list[float]], real_motion: float) -> float:
@@ -203,8 +251,9 @@ class _Setting:
             num_train_timesteps=int(self.model.config.num_train_timesteps),
         )  # type: ignore[arg-type]
 
-    def context(self) -> C.Context:
-        needs = {n for name in self.cfg.conditions for n in C.get(name).needs}
+    def context(self, conditions: Sequence[str]) -> C.Context:
+        """What ``conditions`` (the ones that run in this setting) need: calibrations, the model."""
+        needs = {n for name in conditions for n in C.get(name).needs}
         cals: dict[str, CalibrationResult] = {}
         if needs & {"2d", "3d"}:
             clips = reference_videos(
@@ -285,11 +334,21 @@ def run_quality(
     import time
 
     settings = [(p, s, n) for p in config.processes for s in config.schedulers for n in config.steps]
-    tuned = [c for c in config.conditions if _grid(config, c)]
-    per_setting = len(config.eval_seeds) * config.num_frames * (len(config.conditions) + 0) + len(
-        config.tune_seeds
-    ) * config.tune_frames * sum(len(_grid(config, c)) for c in tuned)
-    total, done = per_setting * len(settings), 0
+
+    def runs(scheduler: str) -> list[str]:
+        """The conditions that run under ``scheduler`` (the others are skipped, with the reason)."""
+        return [c for c in config.conditions if skip_reason(c, scheduler) is None]
+
+    def frames(scheduler: str) -> int:
+        """Frames one setting generates: every evaluation rollout and every tuning candidate's."""
+        conds = runs(scheduler)
+        tuning = sum(len(_grid(config, c)) for c in conds)
+        return (
+            len(config.eval_seeds) * config.num_frames * len(conds)
+            + len(config.tune_seeds) * config.tune_frames * tuning
+        )
+
+    total, done = sum(frames(s) for _, s, _ in settings), 0
 
     def tick(frames: int) -> None:
         nonlocal done
@@ -302,7 +361,10 @@ def run_quality(
         began = time.monotonic()
         log(f"[{process} {scheduler} {steps} steps] real pool, calibration")
         st = _Setting(model, judge, config, process, scheduler, steps, log=log, progress=tick)
-        ctx = st.context()
+        skipped = {c: r for c in config.conditions if (r := skip_reason(c, scheduler)) is not None}
+        for name, why in skipped.items():
+            log(f"  {name}: skipped ({why})")
+        ctx = st.context(runs(scheduler))
         rows: dict[str, Row] = {}
         eval_seeds, tune_seeds = list(config.eval_seeds), list(config.tune_seeds)
         real_eval = st.real(eval_seeds, config.num_frames)[:, :, st.K :]
@@ -310,7 +372,7 @@ def run_quality(
         real_tune_m = st.measure(st.real(tune_seeds, config.tune_frames)[:, :, st.K :], tune_seeds)
         real_motion = float(np.nanmean(window_table(real_tune_m, st.pool, window=config.window)["motion"]))
         teacher_level: Tensor | None = None
-        order = sorted(config.conditions, key=lambda c: c != "teacher")  # teacher first: its level
+        order = sorted(runs(scheduler), key=lambda c: c != "teacher")  # teacher first: its level
         rows["real"] = st.row("real", "-", real_m, eval_seeds, None)
         for name in order:
             cond = C.get(name)
@@ -335,7 +397,7 @@ def run_quality(
             row.tuning = scores
             rows[name] = row
             log(f"  {name}: object {[round(x, 2) for x in row.table['object']]}")
-        results.append(SettingResult(process, scheduler, steps, rows, time.monotonic() - began))
+        results.append(SettingResult(process, scheduler, steps, rows, time.monotonic() - began, skipped))
     return QualityResult(config=json.loads(json.dumps(asdict(config), default=str)), settings=results)
 
 

@@ -106,6 +106,11 @@ def quality_markdown(
                 f"{_f(v['motion_late'])} | {_f(v['fvd_early'], 1)} | {_f(v['fvd_late'], 1)} | "
                 f"{_f(v['std_drift_late'], 3)} | {_f(v['trend'])} | {_f(v['flicker'], 4)} | {_half(row)} |"
             )
+        if s.skipped:  # conditions this setting cannot run (the calibrated ones under fewstep)
+            out += [""] + [
+                f"Not run: {C.get(name).label if name in C.names() else name} (`{name}`): {why}.  "
+                for name, why in s.skipped.items()
+            ]
         key = f"{s.process}_{s.scheduler}_{s.steps}"
         if key in plots:
             out += ["", f"![{key}]({plots[key]})"]

@@ -20,6 +20,7 @@ SUMMARY = "drift of the reference model with each corrector and baseline, judged
 _EXAMPLES = """examples:
   vidfix bench quality                                   # the BENCHMARKS.md run (shipped model and judge)
   vidfix bench quality --processes stationary --schedulers euler --frames 128 --conditions none teacher --no-write
+  vidfix bench quality --schedulers euler unipc fewstep  # also the few-step x0 / re-noise mode
   vidfix bench quality --from-json docs/bench/quality.json   # re-render tables and plots, no generation
 
 Seeds: --tune-seeds choose every parameter; every reported number comes from --eval-seeds (disjoint). A
@@ -29,6 +30,7 @@ rerun of the same command gives the same numbers (one seeded generator per video
 def build_parser() -> argparse.ArgumentParser:
     from vidfix.bench import conditions as C
     from vidfix.bench.quality import QualityConfig
+    from vidfix.pipelines.choices import SCHEDULERS
     from vidfix.pipelines.factory import format_seeds
 
     d = QualityConfig()
@@ -42,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", metavar="DIR", help="model folder (default: the shipped reference model)")
     g.add_argument("--judge", metavar="DIR", help="judge folder (default: the shipped judge)")
     g.add_argument("--processes", nargs="+", default=list(d.processes), choices=("stationary", "trend"))
-    g.add_argument("--schedulers", nargs="+", default=list(d.schedulers), choices=("euler", "unipc"))
+    g.add_argument("--schedulers", nargs="+", default=list(d.schedulers), choices=SCHEDULERS,
+                   help="solver per chunk (default euler unipc); fewstep: the few-step x0 / re-noise mode, "
+                   "where the conditions that need a step calibration (2d, 3d, rollout) are skipped, with a note")  # fmt: skip
     g.add_argument("--steps", nargs="+", type=int, default=list(d.steps), help="solver steps per chunk")
     g.add_argument(
         "--frames", type=int, default=d.num_frames, help=f"frames per video (default {d.num_frames})"

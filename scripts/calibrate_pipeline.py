@@ -5,6 +5,11 @@ Thin: the options of the pipeline mode (``add_arguments``) and its run (``run``)
 transformer as a denoiser with your prompt and guidance, your clips through its VAE as reference latents, its
 own timesteps, :func:`vidfix.calibration.calibrate`, and the file ``stabilize(pipe, calibration=FILE)`` and
 ``vidfix generate --pipeline ... --corrector dcw --calibration FILE`` read.
+
+``--rollout N`` (SkyReels-V2 diffusion forcing only, with ``--context K``): instead of the one-step probe,
+:func:`vidfix.pipelines.calibrate_rollout.calibrate_rollout` drives the adapter chunk by chunk with vidfix's
+sampler, each chunk conditioned on the clean frames before it, as the pipeline's long-video mode does. The other
+families generate a clip in one pass with no context frames: there is no chunk-to-chunk drift to probe.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ EXAMPLES = """
   vidfix calibrate --pipeline ./Wan2.1-T2V-1.3B-Diffusers --videos my_clips/ --prompt "a red fox in snow" \\
       --frames 33 --steps 30 --device cuda --out wan_calibration.json
   vidfix generate --pipeline wan --model ./Wan2.1-T2V-1.3B-Diffusers --prompt "a red fox in snow" \\
-      --steps 30 --corrector dcw --calibration wan_calibration.json"""
+      --steps 30 --corrector dcw --calibration wan_calibration.json
+  # SkyReels-V2 DF: rollouts of 4 chunks of 20 latent frames after 5 clean ones (--base-frames 97,
+  # --overlap-history 17 in generate), on at least 3 clips
+  vidfix calibrate --pipeline ./SkyReels-V2-DF-1.3B-540P-Diffusers --videos my_clips/ --prompt "a red fox" \\
+      --frames 97 --context 5 --rollout 4 --steps 30 --device cuda --out skyreels_rollout.json"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "diffusers pipeline (--pipeline DIR)",
         "the pipeline's own scheduler and timesteps, on your --videos; --model\n"
-        "--model-class --data --chunk --scheduler --shift --seeds --clips --rollout\n"
-        "are for chunk models and refused here",
+        "--model-class --data --chunk --scheduler --shift --seeds --clips are for\n"
+        "chunk models and refused here; --rollout CHUNKS only for SkyReels-V2 DF,\n"
+        "with --context K latent frames (each clip: K context, the rest the chunk)",
     )
     g.add_argument("--videos", nargs="+", metavar="VIDEO", help="your clips: video files or folders of them")
     g.add_argument("--prompt", help="text prompt for every clip (what the clips show)")
@@ -141,7 +151,14 @@ def run(ns: argparse.Namespace) -> int:
             )
         if ns.context and kind != "skyreels-df":
             raise ValueError("--context (clean prefix frames) is for SkyReels-V2 diffusion forcing only")
+        if ns.rollout is not None:
+            _check_rollout(ns, kind)
         clips = read_clips(ns.videos, ns.frames)
+        if ns.rollout and len(clips) < 3:
+            raise ValueError(
+                f"--rollout needs at least 3 clips (one rollout each; the uncertainty leaves one out), "
+                f"--videos gave {len(clips)}"
+            )
         out = Path(ns.out)
         from vidfix.pipelines.runs import ensure_writable
 
@@ -158,7 +175,12 @@ def run(ns: argparse.Namespace) -> int:
         f"{result.samples} clip(s) of {ns.frames} frames ({result.model_calls} model calls)"
     )
     for g in result.groups:
-        print(f"  {g:<9} coefficient per step: {' '.join(f'{v:+.3f}' for v in result.lam[g])}")
+        if result.method == "rollout":
+            ro = result.rollout
+            note = ro["refused"][g] or f"stderr {ro['fit']['stderr'][g]:.3g}"
+            print(f"  {g:<9} coefficient {ro['coefficients'][g]:+.4f} ({note})")
+        else:
+            print(f"  {g:<9} coefficient per step: {' '.join(f'{v:+.3f}' for v in result.lam[g])}")
     print(f"wrote {out} and {plot}; use it with stabilize(pipe, calibration={str(out)!r}) or")
     print(
         f"  vidfix generate --pipeline {kind} --model {folder} --steps {ns.steps} --corrector dcw --calibration {out}"
@@ -169,7 +191,6 @@ def run(ns: argparse.Namespace) -> int:
 # Options of the chunk-model calibration (None unless given, see calibrate.build_parser) and what --pipeline
 # does instead.
 _CHUNK_ONLY = {
-    "rollout": "--pipeline runs the one-step probe only",
     "scheduler": "--pipeline probes the pipeline's own scheduler, with the shift of its config",
     "shift": "--pipeline probes the pipeline's own scheduler, with the shift of its config",
     "seeds": "--pipeline calibrates on the clips of --videos",
@@ -190,6 +211,25 @@ def _refuse_chunk_options(ns: argparse.Namespace) -> None:
     instead = list(dict.fromkeys(_CHUNK_ONLY[dest] for dest in given))
     verb = "applies" if len(given) == 1 else "apply"
     raise ValueError(f"{', '.join(shown)} {verb} only to chunk models; {'; '.join(instead)}")
+
+
+def _check_rollout(ns: argparse.Namespace, kind: str) -> None:
+    """Refuse ``--rollout`` where a chunk-by-chunk rollout of the pipeline does not exist or measures nothing."""
+    from vidfix.pipelines.diffusers_run import PIPELINE_CLASSES
+
+    if kind != "skyreels-df":
+        raise ValueError(
+            f"--rollout {ns.rollout} applies to chunk models and SkyReels-V2 diffusion forcing only: "
+            f"{PIPELINE_CLASSES[kind]} denoises the whole clip in one pass and takes no context frames, so no "
+            "chunk's error reaches the next and there is no drift to probe; --pipeline runs the one-step probe"
+        )
+    if ns.rollout and not ns.context:
+        raise ValueError(
+            "--rollout needs --context K (clean latent frames before each chunk): without them the chunks are "
+            "independent and there is no drift to probe"
+        )
+    if ns.rollout and ns.chain:
+        raise ValueError("--chain belongs to the one-step probe; --rollout measures whole rollouts")
 
 
 def _calibrate(
@@ -224,17 +264,31 @@ def _calibrate(
             f"--context {K} leaves no latent frames to calibrate on ({latents.shape[2]} per clip)"
         )
     context, reference = (latents[:, :, :K], latents[:, :, K:]) if K else (None, latents)
-    bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
-    result = calibrate(
-        denoiser, pipeline_scheduler(pipe, reference.shape), reference, num_steps=ns.steps, context=context,
-        dims=ns.dims, chain=ns.chain, generator=torch.Generator(device=reference.device).manual_seed(ns.seed),
-        progress=progress,
-    )  # fmt: skip
+    if ns.rollout:  # chunk by chunk from each clip's first K latent frames, as the long-video mode runs
+        from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
+        from vidfix.pipelines.sampler import SamplerConfig
+
+        B, C, F, H, W = reference.shape
+        sconf = SamplerConfig(num_frames=ns.rollout * F, chunk_frames=F, context_frames=K, channels=C,
+                              height=H, width=W, num_steps=ns.steps)  # fmt: skip
+        bar, progress = progress_bar("calibrate (rollouts)", unit="rollout", disable=ns.no_progress)
+        result = calibrate_rollout(
+            denoiser, pipeline_scheduler(pipe, reference.shape), sconf, seeds=range(ns.seed, ns.seed + B),
+            context=context, reference=reference, options=RolloutCalibrationConfig(dims=ns.dims),
+            device=reference.device, progress=progress,
+        )  # fmt: skip
+    else:
+        bar, progress = progress_bar("calibrate", unit="call", disable=ns.no_progress)
+        result = calibrate(
+            denoiser, pipeline_scheduler(pipe, reference.shape), reference, num_steps=ns.steps, context=context,
+            dims=ns.dims, chain=ns.chain, generator=torch.Generator(device=reference.device).manual_seed(ns.seed),
+            progress=progress,
+        )  # fmt: skip
     bar.close()
     info = {
         "class": type(pipe).__name__, "model": str(folder), "prompt": ns.prompt, "negative_prompt": ns.negative_prompt,
         "guidance_scale": denoiser.guidance_scale, "clips": len(clips), "frames": ns.frames, "height": height,
-        "width": width, "context_frames": K, "dtype": dtype,
+        "width": width, "context_frames": K, "dtype": dtype, "rollout_chunks": ns.rollout or 0,
     }  # fmt: skip
     save_pipeline_calibration(result, ns.out, pipe=pipe, info=info)
     return result, info

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from vidfix.bench import conditions as C
-from vidfix.bench.quality import QualityConfig, QualityResult, objective, run_quality
+from vidfix.bench.quality import QualityConfig, QualityResult, objective, run_quality, skip_reason
 from vidfix.bench.report import plot_quality, quality_markdown
 from vidfix.pipelines.reference.judge import SpriteJudge
 from vidfix.pipelines.reference.model import ReferenceVideoModel
@@ -105,6 +105,58 @@ def test_result_round_trips_through_json(result: QualityResult, tmp_path: Path) 
     json.loads(
         (tmp_path / "q.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}")
     )
+
+
+@pytest.mark.slow
+def test_fewstep_skips_the_calibrated_conditions_and_runs_the_rest(
+    tiny: tuple[ReferenceVideoModel, SpriteJudge], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--schedulers fewstep``: the x0 / re-noise mode runs every condition but the ones that read a solver-step
+    calibration, which are skipped with the reason in the result, the JSON and the report."""
+    import vidfix.bench.quality as Q
+    from vidfix.pipelines import factory
+    from vidfix.pipelines.fewstep import FewStepScheduler
+
+    built: list[object] = []
+    make = factory.make_scheduler
+    monkeypatch.setattr(factory, "make_scheduler", lambda *a, **k: built.append(make(*a, **k)) or built[-1])
+    monkeypatch.setattr(Q, "calibrate", lambda *a, **k: pytest.fail("fewstep settings must not calibrate"))
+    config = replace(TINY, processes=("stationary",), schedulers=("fewstep",), conditions=("none", "teacher", "eps", "dcw3d_cal"))  # fmt: skip
+    calls: list[tuple[int, int]] = []
+    res = run_quality(*tiny, config, log=lambda s: None, progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1], "the progress total leaves out the skipped conditions"
+    assert built and all(isinstance(s, FewStepScheduler) for s in built)
+    assert all(s.config.shift == TINY.shift for s in built)  # the benchmark's shift, like euler and unipc
+    (s,) = res.settings
+    assert s.scheduler == "fewstep" and set(s.rows) == {"real", "none", "teacher", "eps"}
+    assert set(s.skipped) == {"dcw3d_cal"} and "one-step calibration (3D)" in s.skipped["dcw3d_cal"]
+    for row in s.rows.values():  # motion is NaN under every scheduler here: the random judge tracks no sprite
+        finite = {k: v for k, v in row.table.items() if k != "motion"}
+        assert all(len(v) == 2 and all(map(math.isfinite, v)) for v in finite.values()), row.condition
+        assert all(0.0 <= v <= 1.0 for v in row.table["object"])
+    assert set(s.rows["eps"].tuning) == {"scale 1.001", "scale 1.05"}
+    result_path = tmp_path / "q.json"
+    res.save(result_path)
+    assert QualityResult.load(result_path).settings[0].skipped == s.skipped
+    text = quality_markdown(res, command="c", machine="m", date="d", plots={}, json_path="q.json")
+    assert "stationary process, fewstep, 2 steps" in text
+    assert f"Not run: DCW 3D, one-step calibrated (`dcw3d_cal`): {s.skipped['dcw3d_cal']}." in text
+
+
+def test_fewstep_skip_reasons_name_the_calibration() -> None:
+    assert {c: skip_reason(c, "fewstep") for c in ("dcw2d_cal", "dcw3d_cal", "dcw_cal_anchor", "dcw_rollout")} == {
+        "dcw2d_cal": "needs the one-step calibration (2D), which probes a solver step; fewstep (predict x0, re-noise) has none",
+        "dcw3d_cal": "needs the one-step calibration (3D), which probes a solver step; fewstep (predict x0, re-noise) has none",
+        "dcw_cal_anchor": "needs the one-step calibration (3D), which probes a solver step; fewstep (predict x0, re-noise) has none",
+        "dcw_rollout": "needs the rollout calibration, which probes a solver step; fewstep (predict x0, re-noise) has none",
+    }  # fmt: skip
+    runs = [c for c in C.names() if skip_reason(c, "fewstep") is None]
+    assert set(runs) == {c for c in C.names() if not {"2d", "3d", "rollout"} & set(C.get(c).needs)}
+    assert {"none", "teacher", "eps", "ttc", "closed_loop"} <= set(runs)
+    assert all(skip_reason(c, s) is None for c in C.names() for s in ("euler", "unipc"))
+    assert QualityConfig().schedulers == ("euler", "unipc")
+    with pytest.raises(ValueError, match="unknown scheduler 'ddim'"):
+        replace(TINY, schedulers=("ddim",))  # type: ignore[arg-type]
 
 
 def test_objective_prefers_moving_sprites() -> None:
