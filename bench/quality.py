@@ -221,7 +221,7 @@ class _Setting:
         judge: SpriteJudge,
         config: QualityConfig,
         process: Process,
-        scheduler: str,
+        scheduler: SchedulerName,
         steps: int,
         *,
         log: Callable[[str], None],
@@ -246,10 +246,10 @@ class _Setting:
         from vidfix.pipelines.factory import make_scheduler
 
         return make_scheduler(
-            self.scheduler,  # type: ignore[arg-type]  # checked by QualityConfig
+            self.scheduler,
             shift=self.cfg.shift,
             num_train_timesteps=int(self.model.config.num_train_timesteps),
-        )  # type: ignore[arg-type]
+        )
 
     def context(self, conditions: Sequence[str]) -> C.Context:
         """What ``conditions`` (the ones that run in this setting) need: calibrations, the model."""
@@ -264,7 +264,7 @@ class _Setting:
             for dims in sorted(needs & {"2d", "3d"}):
                 cals[dims] = calibrate(
                     self.model, self.make_scheduler(), clips[:, :, self.K :], num_steps=self.steps,
-                    context=clips[:, :, : self.K], dims=dims, generator=g, denoiser_kwargs=kw,  # type: ignore[arg-type]
+                    context=clips[:, :, : self.K], dims=dims, generator=g, denoiser_kwargs=kw,  # type: ignore[arg-type]  # dims: "2d" or "3d"
                 )  # fmt: skip
         extra: dict[str, Any] = {}
         if "model" in needs:  # conditions that call the model themselves (TTC)

@@ -140,7 +140,7 @@ def plot_quality(result: QualityResult, folder: str | os.PathLike[str], *, dpi: 
                     "real": dict(color="black", lw=2.5, ls="--"),
                     "teacher": dict(color="grey", lw=2),
                 }.get(name, {})
-                ax.plot(x, y, marker="o", ms=3, label=name, **style)  # type: ignore[arg-type]
+                ax.plot(x, y, marker="o", ms=3, label=name, **style)
             ax.set_title(title)
             ax.set_xlabel("frame")
             if measure == "fvd":

@@ -392,7 +392,7 @@ def _array_source(
             if raw:
                 frames: Any = x[sl]
             else:
-                frames = as_frames(x[sl], layout=lay, value_range=value_range, check_data=False)  # type: ignore[arg-type]
+                frames = as_frames(x[sl], layout=lay, value_range=value_range, check_data=False)  # type: ignore[arg-type]  # lay: a Layout less its B
             when = np.asarray(part) / fps if fps else np.full(len(part), math.nan)  # seconds, if known
             yield _shrink(frames, shapes, gshape, np.asarray(part), when)
 

@@ -59,7 +59,7 @@ class FewStepOutput(BaseOutput):
     pred_original_sample: Tensor
 
 
-class FewStepScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[misc]
+class FewStepScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[misc]  # diffusers' mixins type config_name differently
     """Predict x0, re-noise to the next level (flow matching); see the module docstring.
 
     Args:

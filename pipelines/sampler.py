@@ -166,8 +166,8 @@ class SamplerState:
         return SamplerState(
             tuple(torch.cat(cs, 0) for cs in zip(*(s.chunks for s in states))),
             tuple(g for s in states for g in s.generator_states),
-            None if stats[0] is None else torch.cat(stats, 0),  # type: ignore[arg-type]
-            None if ctx[0] is None else torch.cat(ctx, 0),  # type: ignore[arg-type]
+            None if stats[0] is None else torch.cat(stats, 0),  # type: ignore[arg-type]  # every state past chunk 0 has stats
+            None if ctx[0] is None else torch.cat(ctx, 0),  # type: ignore[arg-type]  # all or none: checked above
         )
 
 

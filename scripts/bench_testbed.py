@@ -155,7 +155,7 @@ def _setting(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One scheduler x step count: every condition's rollout summary, and the recovery rows."""
     proc = data.proc
-    sched = gaussian_scheduler(kind)  # type: ignore[arg-type]
+    sched = gaussian_scheduler(kind)  # type: ignore[arg-type]  # a str: gaussian_scheduler checks it
     exact = GaussianVideoDenoiser(proc).for_scheduler(sched, steps)
     sconf = SamplerConfig(
         num_frames=cfg.rollout_chunks * proc.chunk_frames, chunk_frames=proc.chunk_frames, context_frames=1,

@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
     # The file records the model it was measured on: `vidfix generate --calibration` checks it.
     data = result.to_dict() | {"dcw": result.to_dcw().to_dict(), "model": describe_model(model, folder)}
     if result.affine:  # the full band-affine fix for programs (``to_corrector``); "dcw" stays first
-        data["corrector"] = result.to_corrector().to_dict()  # type: ignore[attr-defined]
+        data["corrector"] = result.to_corrector().to_dict()
     try:
         write_json_atomic(data, out)
     except ValueError as err:  # NaN/inf coefficients: the clips are not data the model knows

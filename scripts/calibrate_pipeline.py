@@ -250,7 +250,7 @@ def _calibrate(
     if ns.threads:
         torch.set_num_threads(ns.threads)
     dtype = ns.dtype or ("bfloat16" if str(ns.device).startswith("cuda") else "float32")
-    pipe = load_pipeline(kind, folder, dtype=dtype, device=ns.device)  # type: ignore[arg-type]
+    pipe = load_pipeline(kind, folder, dtype=dtype, device=ns.device)  # type: ignore[arg-type]  # a PIPELINE_CLASSES key; load_pipeline checks it
     pipe.set_progress_bar_config(disable=True)
     height, width = ns.height or _default(pipe, "height"), ns.width or _default(pipe, "width")
     denoiser = PipelineDenoiser.from_pipe(

@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from vidfix.kernels import Impl
 
 __all__ = ["bf16_excess", "check_cases", "main"]
 
@@ -85,7 +88,7 @@ def _to(v: Any, device: str, dtype: torch.dtype) -> Any:
     return v.to(device, dtype) if isinstance(v, Tensor) else v
 
 
-def check_cases(device: str = "cuda", impl: str = "auto") -> list[tuple[str, str, bool, float]]:
+def check_cases(device: str = "cuda", impl: Impl = "auto") -> list[tuple[str, str, bool, float]]:
     """``(case, dtype, ok, error)`` for every case and dtype (error: max abs for float32, excess for bf16)."""
     from vidfix.bands import band_filter
     from vidfix.kernels import fused_band_filter
@@ -100,7 +103,7 @@ def check_cases(device: str = "cuda", impl: str = "auto") -> list[tuple[str, str
                 x = x_64.transpose(1, 2).to(device, dtype).transpose(1, 2)
             g32 = {k: _to(v, device, torch.float32) for k, v in gains.items()}
             fused = fused_band_filter(x0, g32, [(_to(a1, device, torch.float32), x0), (0.7, x)],
-                                      dims=case["dims"], mode=case["mode"], base=x0, impl=impl)  # type: ignore[arg-type]  # fmt: skip
+                                      dims=case["dims"], mode=case["mode"], base=x0, impl=impl)  # fmt: skip
             name = str(dtype).removeprefix("torch.")
             if fused is None:
                 out.append((case["name"], name, False, float("inf")))

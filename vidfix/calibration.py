@@ -44,7 +44,7 @@ from vidfix.bands import Dims, Group, band_group, dwt, group_components
 from vidfix.correctors.band_affine import BandAffine
 from vidfix.correctors.dcw import DCW
 from vidfix.correctors.identity import Identity
-from vidfix.protocols import Corrector, Denoiser, StepInfo
+from vidfix.protocols import Denoiser, StepInfo
 from vidfix.schedules import Schedule
 from vidfix.tap import TapEvent, tap
 
@@ -187,7 +187,7 @@ class CalibrationResult:
                 kwargs[f"{g}_schedule"] = Schedule.piecewise([p[0] for p in pts], [p[1] for p in pts])
         return DCW(**kwargs)
 
-    def to_corrector(self, *, strength: float = 1.0) -> Corrector:
+    def to_corrector(self, *, strength: float = 1.0) -> BandAffine | DCW:
         """The full measured corrector: the band-affine fix of a regression calibration (gain, DCW
         coefficient and colour offset per band and channel), else :meth:`to_dcw`."""
         if self.affine:
@@ -203,7 +203,7 @@ class CalibrationResult:
         out = Path(path)
         data = self.to_dict() | {"dcw": self.to_dcw().to_dict()}
         if self.affine:  # the full band-affine fix for programs (``to_corrector``); "dcw" stays first
-            data["corrector"] = self.to_corrector().to_dict()  # type: ignore[attr-defined]
+            data["corrector"] = self.to_corrector().to_dict()
         out.write_text(json.dumps(data, indent=1, allow_nan=False))
         return out
 
@@ -240,7 +240,7 @@ def _fit_schedules(s: list[float], lam: list[float]) -> dict[str, Any]:
     ys = torch.tensor(lam, dtype=torch.float64)
     xs = torch.tensor(s, dtype=torch.float64)
     for kind in ("constant", "sigma", "inverse_sigma"):
-        basis = torch.as_tensor(Schedule(kind)(xs), dtype=torch.float64)  # type: ignore[arg-type]
+        basis = torch.as_tensor(Schedule(kind)(xs), dtype=torch.float64)
         denom = float(basis.pow(2).sum())
         c = float((basis * ys).sum()) / denom if denom > 0 else 0.0
         resid = float((ys - c * basis).pow(2).sum())

@@ -105,4 +105,4 @@ def as_schedule(value: str | Schedule) -> Schedule:
         return value
     if value == "piecewise":
         raise ValueError("a piecewise schedule needs knots: use Schedule.piecewise(knots, values)")
-    return Schedule(value)  # type: ignore[arg-type]
+    return Schedule(value)  # type: ignore[arg-type]  # a str: Schedule checks the kind

@@ -578,7 +578,7 @@ class _Method:
         return inspect.signature(getattr(type(self.scheduler), self.name).__get__(self.scheduler))
 
     @property
-    def __name__(self) -> str:  # type: ignore[override]
+    def __name__(self) -> str:
         return self.name
 
     def __repr__(self) -> str:

@@ -365,7 +365,7 @@ def evaluate(
                 steps=steps,
                 scheduler=scheduler,
                 shift=shift,
-            )  # type: ignore[arg-type]
+            )
         measured = {k: measure_videos(v, judge, seeds=seeds, data=cfg) for k, v in rows.items()}
         tables[process] = {k: window_table(m, pool, window=window) for k, m in measured.items()}
         level = measured["teacher"].object.mean(1)

@@ -72,7 +72,7 @@ def _block(cin: int, cout: int, groups: int) -> nn.Sequential:
     )
 
 
-class SpriteJudge(ModelMixin, ConfigMixin):  # type: ignore[misc]
+class SpriteJudge(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers' mixins type config_name differently
     """Per-frame sprite detector and scene encoder (a small U-Net with CenterNet-style heads).
 
     Args:

@@ -48,7 +48,7 @@ def timestep_embedding(t: Tensor, dim: int, *, max_period: float = 10000.0) -> T
 
 def _zero(layer: _M) -> _M:
     """Mark a residual branch's last layer to start at zero (each block starts as the identity)."""
-    layer._vidfix_zero_init = True  # type: ignore[assignment]
+    layer._vidfix_zero_init = True  # type: ignore[assignment]  # a plain marker attribute, not a submodule
     for param in layer.parameters(recurse=False):
         nn.init.zeros_(param)
     return layer
@@ -76,7 +76,7 @@ class ResBlock(nn.Module):
 class Stage(nn.ModuleList):
     """The residual blocks of one U-Net level, run in order with the shared embedding."""
 
-    def forward(self, h: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
         for block in self:
             h = block(h, emb)
         return h
@@ -101,7 +101,7 @@ class Attention(nn.Module):
         return h + self.out(y)
 
 
-class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
+class ReferenceVideoModel(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers' mixins type config_name differently
     """Chunk-conditioned flow-matching denoiser: ``model(x, t, context=...) -> v`` (a vidfix ``Denoiser``).
 
     Args:

@@ -134,13 +134,13 @@ class BandAffine:
             comps = group_components(x0, dims=dims, level=self.level)
             for g, h in gains.items():
                 if h is not None and g in comps:
-                    out += comps[g] * h  # type: ignore[index]
+                    out += comps[g] * h
         if any(v is not None for v in shifts.values()):
             d = step.euler_next(x0, x) - x0  # x_next - x0 of the first-order step
             comps = group_components(d, dims=dims, level=self.level)
             for g, k in shifts.items():
                 if k is not None and g in comps:
-                    out += comps[g] * k  # type: ignore[index]
+                    out += comps[g] * k
         if off is not None:
             out += off
         if self.check_finite:

@@ -211,7 +211,7 @@ def fused_band_filter(
         kernel = launch
     else:
         return None
-    coef = _table(a1c, a2c, gc, flags, dims, ref.device)  # type: ignore[arg-type]
+    coef = _table(a1c, a2c, gc, flags, dims, ref.device)  # type: ignore[arg-type]  # gc has no None: returned above
     coef = coef.expand(B, F, 6)  # strides 0 where shared
     out = torch.empty_like(u)
     if rank == 4:  # (B, C, H, W) frames: one frame per (B, C)
