@@ -57,6 +57,10 @@ class RollingKVUnavailable(RuntimeError):
     """The installed diffusers has no rolling-KV-cache Wan path (diffusers PR #13681)."""
 
 
+#: The cache methods RollingWan calls (the PR's interface at the time of writing).
+_CACHE_METHODS = ("enable_append_mode", "enable_overwrite_mode", "reset")
+
+
 def rolling_kv_support() -> str | None:
     """None when the installed diffusers has the rolling-KV Wan path of PR #13681; else one line saying why not."""
     import importlib
@@ -69,6 +73,12 @@ def rolling_kv_support() -> str | None:
             f"diffusers {diffusers.__version__} has no rolling-KV-cache Wan (WanRollingKVCache, diffusers PR "
             "#13681 / issue #12600); for Self-Forcing-style loops call vidfix.ARLoop from your own loop "
             "(docs/stabilize/self-forcing.md)"
+        )
+    missing = [m for m in _CACHE_METHODS if not callable(getattr(module.WanRollingKVCache, m, None))]
+    if missing:  # e.g. a later revision of the PR with another cache interface (configure_write, ...)
+        return (
+            f"diffusers {diffusers.__version__} has WanRollingKVCache without {', '.join(missing)}: this is not the "
+            "interface of diffusers PR #13681 that vidfix supports; call vidfix.ARLoop from your own loop instead"
         )
     if "frame_offset" not in inspect.signature(module.WanTransformer3DModel.forward).parameters:
         return (

@@ -186,3 +186,17 @@ def test_guidance_uses_two_caches_and_the_prompt_call_decodes(causal_pipe: WanPi
         RollingWan(causal_pipe, levels=[0.5, 0.9])
     with pytest.raises(TypeError, match="runs a WanPipeline"):
         RollingWan(build("skyreels_df"))
+
+
+def test_a_cache_with_another_interface_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a later revision of the PR (a cache with ``configure_write`` instead of the append/overwrite
+    modes) passed the support check and failed inside the loop with an AttributeError."""
+
+    class OtherCache:
+        def configure_write(self, write_mode: str, absolute_token_offset: int) -> None: ...
+
+    monkeypatch.setattr(WAN, "WanRollingKVCache", OtherCache, raising=False)
+    monkeypatch.setattr(WAN, "WanTransformer3DModel", CausalWan)
+    reason = rolling_kv_support()
+    assert reason is not None and "\n" not in reason
+    assert "enable_append_mode, enable_overwrite_mode, reset" in reason and "#13681" in reason
