@@ -19,21 +19,31 @@ from vidfix.scripts.generate import main as generate_main
 from vidfix.calibration import CalibrationResult
 
 
+def _saved(factory: pytest.TempPathFactory, kind: str) -> Path:
+    """A tiny pipeline of ``kind`` saved as a diffusers folder."""
+    folder = factory.mktemp("models") / kind
+    build(kind).save_pretrained(folder)
+    return folder
+
+
+def _clips(factory: pytest.TempPathFactory, name: str, count: int, seed: int) -> Path:
+    """``count`` lossless 10-frame 24x24 noise clips (seeds ``seed``, ``seed + 1``, ...)."""
+    folder = factory.mktemp(name)
+    for i in range(count):
+        g = torch.Generator().manual_seed(seed + i)
+        frames = (torch.rand(10, 24, 24, 3, generator=g) * 255).to(torch.uint8).numpy()
+        write_video(folder / f"clip{i}.mp4", frames, fps=8, codec="h264-lossless")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models") / "wan"
-    build("wan").save_pretrained(folder)
-    return folder
+    return _saved(tmp_path_factory, "wan")
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("clips")
-    for i in range(2):
-        g = torch.Generator().manual_seed(i)
-        frames = (torch.rand(10, 24, 24, 3, generator=g) * 255).to(torch.uint8).numpy()
-        write_video(folder / f"clip{i}.mp4", frames, fps=8, codec="h264-lossless")
-    return folder
+    return _clips(tmp_path_factory, "clips", 2, 0)
 
 
 def test_calibrate_a_saved_pipeline_then_use_the_file(
@@ -119,19 +129,12 @@ def test_a_folder_that_is_not_a_pipeline_is_named(tmp_path: Path, capsys: pytest
 
 @pytest.fixture(scope="module")
 def skyreels_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models") / "skyreels"
-    build("skyreels_df").save_pretrained(folder)
-    return folder
+    return _saved(tmp_path_factory, "skyreels_df")
 
 
 @pytest.fixture(scope="module")
 def three_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("clips3")
-    for i in range(3):
-        g = torch.Generator().manual_seed(10 + i)
-        frames = (torch.rand(10, 24, 24, 3, generator=g) * 255).to(torch.uint8).numpy()
-        write_video(folder / f"clip{i}.mp4", frames, fps=8, codec="h264-lossless")
-    return folder
+    return _clips(tmp_path_factory, "clips3", 3, 10)
 
 
 def _skyreels_argv(folder: Path, clips: Path, out: Path) -> list[str]:
