@@ -57,6 +57,14 @@ def _fused(x0, x, gains, a1, a2, *, dims="3d", mode="symmetric", impl="auto"):
     return out
 
 
+def _assert_reflect_refused(x0, x, dims):
+    """Reflect padding of a 1-sample axis: the fused kernel declines it, and the dispatched call raises the
+    eager path's error (as ptwt would), instead of returning something."""
+    assert fused_band_filter(x0, GAINS, [(-0.4, x0), (0.7, x)], dims=dims, mode="reflect", base=x0) is None
+    with pytest.raises(ValueError, match="reflect' needs at least 2 samples"):
+        band_filter(x0, GAINS, dims=dims, mode="reflect", terms=[(-0.4, x0), (0.7, x)], base=x0)
+
+
 def _assert_bf16_rounding(out, ref):
     """Each value within half a bfloat16 ulp of the float64 reference (plus float32 arithmetic slack)."""
     excess = bf16_excess(out, ref)
@@ -77,9 +85,10 @@ def interpret(monkeypatch):
 @pytest.mark.parametrize("dims", ["3d", "2d"])
 @pytest.mark.parametrize("mode", get_args(PadMode))
 def test_cpu_equals_eager_fp32(shape, dims, mode):
-    if mode == "reflect" and min(shape[2:] if dims == "3d" else shape[3:]) < 2:
-        pytest.skip("reflect padding needs 2 samples (the eager path raises)")
     x0, x = _x(shape, 0), _x(shape, 1)
+    if mode == "reflect" and min(shape[2:] if dims == "3d" else shape[3:]) < 2:
+        _assert_reflect_refused(x0, x, dims)
+        return
     out = _fused(x0, x, GAINS, -0.4, 0.7, dims=dims, mode=mode, impl="cpu")
     assert torch.allclose(out.double(), _oracle(x0, x, GAINS, -0.4, 0.7, dims=dims, mode=mode), atol=1e-5)
 
@@ -88,9 +97,10 @@ def test_cpu_equals_eager_fp32(shape, dims, mode):
 @pytest.mark.parametrize("mode", get_args(PadMode))
 @pytest.mark.parametrize("dims", ["3d", "2d"])
 def test_cpu_equals_ptwt(shape, mode, dims):
-    if mode == "reflect" and 1 in shape[2:]:
-        pytest.skip("reflect padding needs 2 samples")
     x0, x = _x(shape, 2), _x(shape, 3)
+    if mode == "reflect" and min(shape[2:] if dims == "3d" else shape[3:]) < 2:
+        _assert_reflect_refused(x0, x, dims)
+        return
     ref = _oracle(x0, x, GAINS, -0.4, 0.7, dims=dims, mode=mode, backend="ptwt")
     out = _fused(x0, x, GAINS, -0.4, 0.7, dims=dims, mode=mode, impl="cpu")
     assert torch.allclose(out.double(), ref, atol=1e-5)
