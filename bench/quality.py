@@ -255,12 +255,11 @@ class _Setting:
         """What ``conditions`` (the ones that run in this setting) need: calibrations, the model."""
         needs = {n for name in conditions for n in C.get(name).needs}
         cals: dict[str, CalibrationResult] = {}
-        if needs & {"2d", "3d"}:
-            clips = reference_videos(
-                list(self.cfg.calib_seeds), self.K + self.Fc, start=333, config=self.data
-            )
-            g = torch.Generator().manual_seed(0)
+        if needs & {"2d", "3d", "rollout"}:  # real calibration clips (never tuning or evaluation seeds)
+            clips = reference_videos(list(self.cfg.calib_seeds), self.K + self.Fc, start=333, config=self.data)
             kw = {"context_sigma": 0.0} if getattr(self.model, "accepts_context_sigma", False) else {}
+        if needs & {"2d", "3d"}:
+            g = torch.Generator().manual_seed(0)
             for dims in sorted(needs & {"2d", "3d"}):
                 cals[dims] = calibrate(
                     self.model, self.make_scheduler(), clips[:, :, self.K :], num_steps=self.steps,
@@ -272,18 +271,21 @@ class _Setting:
         if "rollout" in needs:  # rollout calibration: short rollouts from real calibration clips
             from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
 
-            seeds = list(self.cfg.calib_seeds)  # never the tuning or evaluation seeds
-            clips = reference_videos(seeds, self.K + self.Fc, start=333, config=self.data)
-            kw = {"context_sigma": 0.0} if getattr(self.model, "accepts_context_sigma", False) else {}
-            probe = SamplerConfig(
-                num_frames=self.cfg.rollout_chunks * self.Fc, chunk_frames=self.Fc, context_frames=self.K,
-                channels=3, height=self.size, width=self.size, num_steps=self.steps, context_noise=self.context_noise,
-            )  # fmt: skip
             extra["rollout"] = calibrate_rollout(
-                self.model, self.make_scheduler(), probe, seeds=seeds, context=clips[:, :, : self.K] if self.K else None,
+                self.model, self.make_scheduler(), self.sampler_config(self.cfg.rollout_chunks * self.Fc),
+                seeds=list(self.cfg.calib_seeds), context=clips[:, :, : self.K] if self.K else None,
                 reference=clips[:, :, self.K :], options=RolloutCalibrationConfig(dims="3d"), denoiser_kwargs=kw,
             )  # fmt: skip
         return C.Context(calibrations=cals, context_noise=self.context_noise, extra=extra)
+
+    def sampler_config(self, frames: int, setup: C.Setup | None = None) -> SamplerConfig:
+        """The sampler settings of this setting for ``frames`` frames (with ``setup``'s baselines)."""
+        setup = setup or C.Setup()
+        return SamplerConfig(
+            num_frames=frames, chunk_frames=self.Fc, context_frames=self.K, channels=3, height=self.size,
+            width=self.size, num_steps=self.steps, context_noise=self.context_noise + setup.extra_context_noise,
+            anchor=setup.anchor, color_match=setup.color_match,
+        )  # fmt: skip
 
     def real(self, seeds: Sequence[int], frames: int) -> Tensor:
         return reference_videos(list(seeds), self.K + frames, config=self.data)  # (B, C, K + N, H, W)
@@ -295,11 +297,7 @@ class _Setting:
         for i in range(0, len(seeds), self.cfg.batch_size):
             part = list(seeds[i : i + self.cfg.batch_size])
             real = self.real(part, frames)
-            config = SamplerConfig(
-                num_frames=frames, chunk_frames=self.Fc, context_frames=self.K, channels=3, height=self.size,
-                width=self.size, num_steps=self.steps, context_noise=self.context_noise + setup.extra_context_noise,
-                anchor=setup.anchor, color_match=setup.color_match,
-            )  # fmt: skip
+            config = self.sampler_config(frames, setup)
             gens = [torch.Generator().manual_seed(s) for s in part]
             video = sample_video(
                 self.model, self.make_scheduler(), config, generators=gens, context=real[:, :, : self.K],

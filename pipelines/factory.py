@@ -201,9 +201,7 @@ def sprite_process_config(folder: str | os.PathLike[str] | None, size: int) -> A
         if path is not None and path.is_file():
             data = dict(json.loads(path.read_text()).get("data", {}))
             break
-    fields = set(SpriteVideoConfig.__dataclass_fields__)
-    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
-    return SpriteVideoConfig(**({"height": size, "width": size} | kwargs))
+    return SpriteVideoConfig.from_json({"height": size, "width": size} | data)
 
 
 def describe_model(model: Any, folder: str | os.PathLike[str] | None) -> dict[str, Any]:

@@ -29,9 +29,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 import torch
 from torch import Tensor
@@ -71,6 +71,12 @@ class SpriteVideoConfig:
     wave_amplitude: tuple[float, float] = (0.02, 0.05)  # coarse wave amplitude range (of the [0, 1] range)
     hue_speed: tuple[float, float] = (0.0, 0.0)  # background hue turn per frame, in turns (sign random)
     edge: float = 1.0  # width of the anti-aliased sprite edge, in pixels
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SpriteVideoConfig:
+        """The config a JSON record holds (lists as tuples; keys it does not know are ignored)."""
+        fields = set(cls.__dataclass_fields__)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:

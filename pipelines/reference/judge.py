@@ -153,10 +153,7 @@ def load_judge(*, path: str | Path | None = None, device: str | torch.device = "
     judge = SpriteJudge.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
     record = folder / "process_config.json"
     if record.is_file():  # the sprite process it was trained on (checked against the video it judges)
-        data = json.loads(record.read_text())["data"]
-        fields = set(SpriteVideoConfig.__dataclass_fields__)
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
-        judge.process = SpriteVideoConfig(**kwargs)
+        judge.process = SpriteVideoConfig.from_json(json.loads(record.read_text())["data"])
     return judge.to(device).eval()
 
 
