@@ -9,13 +9,16 @@ JSON and PNG strips (rows: real, teacher-forced, free rollout).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY", "main"]
+from vidfix.pipelines.choices import SCHEDULERS
+from vidfix.scripts._common import Parser, UsageError, positive_float, positive_int, seeds
+from vidfix.scripts.cli import command
+
+__all__ = ["SUMMARY", "build_parser", "main"]
 
 SUMMARY = "measure the reference model: teacher-forced vs free rollout vs real video, judged per window"
 
@@ -27,42 +30,35 @@ _EPILOG = """examples:
 STRIP_FRAMES = (0, 16, 32, 64, 128, 256, 511)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    p = Parser(
         prog="vidfix eval-reference",
         description="Roll the reference model out teacher-forced and free, and judge both against the real "
         "video of its sprite process, per window of frames.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default=None, help="model folder (default: the shipped weights)")
-    parser.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
-    parser.add_argument("--seeds", default="100-103", help="evaluation seeds, e.g. 100-103 or 5,9 (default 100-103)")
-    parser.add_argument("--frames", type=int, default=128, help="generated frames per video (default 128)")
-    parser.add_argument("--window", type=int, default=32, help="frames per window (default 32)")
-    parser.add_argument("--steps", type=int, default=8, help="sampler steps per chunk (default 8)")
-    parser.add_argument("--scheduler", default="euler", help="euler, unipc or fewstep (default euler)")
-    parser.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's)")
-    parser.add_argument(
+    p.add_argument("--model", default=None, help="model folder (default: the shipped weights)")
+    p.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
+    p.add_argument("--seeds", type=seeds, default="100-103", help="evaluation seeds, e.g. 100-103 or 5,9 (default 100-103)")
+    p.add_argument("--frames", type=positive_int, default=128, help="generated frames per video (default 128)")
+    p.add_argument("--window", type=positive_int, default=32, help="frames per window (default 32)")
+    p.add_argument("--steps", type=positive_int, default=8, help="sampler steps per chunk (default 8)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="euler", help="sampler (default euler)")
+    p.add_argument("--shift", type=positive_float, default=None, help="timestep shift (default: the model's)")
+    p.add_argument(
         "--process", choices=("both", "stationary", "trend"), default="both",
         help="the model's process, its turning-hue variant, or both (default both)",
     )  # fmt: skip
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", default=None, help="folder for report.json and PNG strips")
-    ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from vidfix.scripts._common import seeds
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", default=None, help="folder for report.json and PNG strips")
+    return p
 
-    try:
-        chosen = seeds(ns.seeds)
-    except argparse.ArgumentTypeError as err:
-        print(f"vidfix eval-reference: error: --seeds: {err}", file=sys.stderr)
-        return 2
-    if ns.frames < 1 or ns.window < 1 or ns.frames % ns.window or ns.steps < 1 or ns.threads < 1:
-        print(
-            "vidfix eval-reference: error: --frames must be a positive multiple of --window; --steps, --threads >= 1",
-            file=sys.stderr,
-        )
-        return 2
+
+@command("vidfix eval-reference")
+def main(argv: list[str]) -> int:
+    ns = build_parser().parse_args(argv)
+    if ns.frames % ns.window:
+        raise UsageError(f"--frames ({ns.frames}) must be a multiple of --window ({ns.window})")
 
     import torch
     from vidfix.pipelines.factory import sprite_process_config
@@ -75,17 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     torch.set_num_threads(ns.threads)
-    try:
-        model = load_reference_model(path=ns.model)
-        judge = load_judge(path=ns.judge)
-    except (FileNotFoundError, OSError, ValueError) as err:
-        print(f"vidfix eval-reference: error: {err}", file=sys.stderr)
-        return 2
+    model = load_reference_model(path=ns.model)
+    judge = load_judge(path=ns.judge)
     folder = Path(ns.model) if ns.model else REFERENCE_WEIGHTS_DIR
     shift = ns.shift if ns.shift is not None else float(reference_scheduler("euler").config.shift)
     processes: Any = ("stationary", "trend") if ns.process == "both" else (ns.process,)
     report = evaluate(
-        model, judge, seeds=chosen, num_frames=ns.frames, window=ns.window, steps=ns.steps,
+        model, judge, seeds=ns.seeds, num_frames=ns.frames, window=ns.window, steps=ns.steps,
         scheduler=ns.scheduler, shift=shift, data=sprite_process_config(folder, int(model.config["sample_size"])),
         processes=processes,
     )  # fmt: skip
@@ -94,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(ns.out)
         out.mkdir(parents=True, exist_ok=True)
         data = {
-            "args": vars(ns) | {"shift": shift, "seeds": chosen},
+            "args": vars(ns) | {"shift": shift},
             "window": report.window,
             "tables": report.tables,
             "frames_to_half": report.frames_to_half,
@@ -106,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = [t for t in STRIP_FRAMES if t < ns.frames]
         written = []
         for process in processes:
-            for i, s in enumerate(chosen[:2]):
+            for i, s in enumerate(ns.seeds[:2]):
                 rows = {k: report.videos[f"{process}/{k}"][i] for k in ("real", "teacher", "free")}
                 written.append(save_strip(rows, out / f"strip_{process}_seed{s}.png", frames=frames))
         print(f"wrote {out / 'report.json'} and {len(written)} strips")
