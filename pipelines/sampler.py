@@ -493,11 +493,12 @@ class _ChunkRun:
             events.clear()
             out = self.denoiser(scale_input(sched, x, t), t, context=self.context, **self.kwargs)
             x_next = scheduler_step(sched, out, t, x, index=i, timesteps=timesteps)
-            ev = events[-1] if events else None
-            self._report(
-                i, len(timesteps), t, None if ev is None else ev.step.s, x,
-                None if ev is None else ev.x0_corrected, x_next,
-            )  # fmt: skip
+            if self.callback is not None:  # ev.x0_corrected is a full-size tensor op: only when reported
+                ev = events[-1] if events else None
+                self._report(
+                    i, len(timesteps), t, None if ev is None else ev.step.s, x,
+                    None if ev is None else ev.x0_corrected, x_next,
+                )  # fmt: skip
             x = self.x = x_next
             yield x
 

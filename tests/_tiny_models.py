@@ -21,6 +21,21 @@ def _init(module: nn.Module, seed: int) -> None:
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
 
 
+def tiny_reference_model() -> Any:
+    """``ReferenceVideoModel.tiny`` with context-noise input and every weight random (its zero-initialised layers
+    redrawn), so rollouts depend on the context. Built after ``torch.manual_seed(0)`` (the global RNG), as the
+    benchmark tests have always built it; whatever they draw next continues from that state."""
+    from vidfix.pipelines.reference.model import ReferenceVideoModel
+
+    torch.manual_seed(0)
+    model = ReferenceVideoModel.tiny(context_noise_input=True, context_sigma=0.05).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and float(p.abs().max()) == 0.0:
+                p.normal_(0, 0.05)
+    return model
+
+
 class TinyChunkDenoiser(ModelMixin, ConfigMixin):
     """``model(x, t, context=...) -> v``: a 3D conv over the chunk, its context's mean frame as extra channels."""
 

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from _tiny_models import tiny_reference_model
 from vidfix.bench import conditions as C
 from vidfix.pipelines.calibrate_rollout import RolloutCalibrationConfig, calibrate_rollout
 from vidfix.pipelines.factory import make_scheduler
@@ -24,13 +25,7 @@ SEEDS = (3, 4)  # 3 chunks each: the closed loop measures chunk 1 against chunk 
 
 @pytest.fixture(scope="module")
 def model() -> ReferenceVideoModel:
-    torch.manual_seed(0)
-    m = ReferenceVideoModel.tiny(context_noise_input=True, context_sigma=0.05).eval()
-    with torch.no_grad():
-        for p in m.parameters():  # every weight random, so the rollouts depend on the context
-            if p.dim() > 1 and float(p.abs().max()) == 0.0:
-                p.normal_(0, 0.05)
-    return m
+    return tiny_reference_model()
 
 
 def _config(m: ReferenceVideoModel, chunks: int) -> SamplerConfig:

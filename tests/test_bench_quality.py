@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
+from _tiny_models import tiny_reference_model
 from vidfix.bench import conditions as C
 from vidfix.bench.quality import QualityConfig, QualityResult, objective, run_quality, skip_reason
 from vidfix.bench.report import plot_quality, quality_markdown
@@ -26,12 +26,7 @@ TINY = QualityConfig(
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[ReferenceVideoModel, SpriteJudge]:
-    torch.manual_seed(0)
-    model = ReferenceVideoModel.tiny(context_noise_input=True, context_sigma=0.05).eval()
-    with torch.no_grad():
-        for p in model.parameters():  # every weight random, so the rollouts depend on the context
-            if p.dim() > 1 and float(p.abs().max()) == 0.0:
-                p.normal_(0, 0.05)
+    model = tiny_reference_model()  # the judge's weights continue from its global-RNG state
     return model, SpriteJudge(channels=(8, 16), feature_dim=4).eval()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _testbed import roll_out_testbed
 from vidfix.pipelines.reference.gaussian import (
     GaussianVideoConfig,
     GaussianVideoDenoiser,
@@ -25,21 +26,9 @@ def _rollout(corrector, *, chunks=24, videos=4, steps=8, kind="euler"):
     """Per chunk: (mean (B, C), {group: log std (B, C)}) of an exact-testbed rollout (it drifts)."""
     sched = gaussian_scheduler(kind)
     model = GaussianVideoDenoiser(CFG).for_scheduler(sched, steps)
-    start = gaussian_video(CFG, 1, generator=torch.Generator().manual_seed(9), batch=videos)
-    conf = SamplerConfig(
-        num_frames=4 * chunks,
-        chunk_frames=4,
-        context_frames=1,
-        channels=3,
-        height=16,
-        width=16,
-        num_steps=steps,
-    )
-    out = []
-    gens = [torch.Generator().manual_seed(b) for b in range(videos)]
-    sample_video(model, sched, conf, generators=gens, corrector=corrector, context=start,
-                 on_chunk=lambda chunk, **_: out.append(chunk_moments(chunk)))  # fmt: skip
-    return out
+    stats, _ = roll_out_testbed(model, sched, CFG, corrector, stat=chunk_moments, chunks=chunks, videos=videos,
+                               steps=steps, start_seed=9)  # fmt: skip
+    return stats
 
 
 def _late_gap(stats, group, tail=8):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _testbed import roll_out_testbed
 from vidfix.pipelines.reference.gaussian import (
     GaussianVideoConfig,
     GaussianVideoDenoiser,
@@ -12,9 +13,8 @@ from vidfix.pipelines.reference.gaussian import (
     gaussian_scheduler,
     gaussian_video,
 )
-from vidfix.pipelines.sampler import SamplerConfig, sample_video
 
-from vidfix import DCW, Chain, ChunkAware, ClosedLoop, Identity, StepInfo
+from vidfix import DCW, BandAffine, BandAnchor, Chain, ChunkAware, ClosedLoop, Identity, StepInfo
 from vidfix.correctors.closed_loop import chunk_moments, natural_spread
 
 CFG = GaussianVideoConfig()
@@ -24,21 +24,8 @@ STEP = StepInfo(0.8, 0.2, 0.9, 0.1, 0.2, "flow", 6, 8)
 def _rollout(error, corrector, *, chunks=24, videos=4, steps=8):
     sched = gaussian_scheduler("euler")
     model = GaussianVideoDenoiser(CFG, error=error).for_scheduler(sched, steps)
-    start = gaussian_video(CFG, 1, generator=torch.Generator().manual_seed(9), batch=videos)
-    conf = SamplerConfig(
-        num_frames=4 * chunks,
-        chunk_frames=4,
-        context_frames=1,
-        channels=3,
-        height=16,
-        width=16,
-        num_steps=steps,
-    )
-    out = []
-    gens = [torch.Generator().manual_seed(b) for b in range(videos)]
-    video = sample_video(model, sched, conf, generators=gens, corrector=corrector, context=start,
-                         on_chunk=lambda chunk, **_: out.append(chunk_moments(chunk)))  # fmt: skip
-    return out, video
+    return roll_out_testbed(model, sched, CFG, corrector, stat=chunk_moments, chunks=chunks, videos=videos,
+                           steps=steps, start_seed=9)  # fmt: skip
 
 
 def _colour_drift(stats, tail=8):
@@ -131,3 +118,18 @@ def test_chain_applies_in_order_and_forwards_hooks():
     with pytest.raises(TypeError, match="callable"):
         Chain(DCW(), 3)  # type: ignore[arg-type]
     assert wrapped.to_dict()["correctors"][1]["type"] == "closed_loop"
+
+
+@pytest.mark.parametrize(
+    "corrector",
+    [ClosedLoop(), BandAnchor(), BandAffine(knots=(0.5,), gain={"low": [[0.1]]})],
+    ids=["ClosedLoop", "BandAnchor", "BandAffine"],
+)
+def test_step_corrector_refuses_per_token_noise_levels(corrector):
+    """One coefficient per step: a per-token ``s`` is refused with the corrector's name, a one-element one runs."""
+    x = torch.randn(2, 3, 4, 8, 8)
+    per_token = StepInfo(0.8, 0.2, 0.9, 0.1, torch.tensor([0.2, 0.3]), "flow", 6, 8)
+    with pytest.raises(ValueError, match=f"{type(corrector).__name__} needs one noise level per step"):
+        corrector(x, x, per_token)
+    one = StepInfo(0.8, 0.2, 0.9, 0.1, torch.tensor([0.2]), "flow", 6, 8)
+    assert corrector(x, x, one).shape == x.shape

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _testbed import roll_out_testbed
 from vidfix.pipelines.reference.gaussian import (
     GaussianVideoConfig,
     GaussianVideoDenoiser,
@@ -17,7 +18,6 @@ from vidfix.pipelines.reference.gaussian import (
     gaussian_scheduler,
     gaussian_video,
 )
-from vidfix.pipelines.sampler import SamplerConfig, sample_video
 
 from vidfix import DCW
 from vidfix.bands import GROUPS, band_filter
@@ -166,20 +166,8 @@ def _scalar_variance(
     train = steps if uniform else 1000
     sched = gaussian_scheduler("euler", num_train_timesteps=train)
     model = GaussianVideoDenoiser(SCALAR, num_train_timesteps=train)
-    start = gaussian_video(SCALAR, 1, generator=torch.Generator().manual_seed(0), batch=videos)
-    cfg = SamplerConfig(
-        num_frames=4 * chunks,
-        chunk_frames=4,
-        context_frames=1,
-        channels=1,
-        height=1,
-        width=1,
-        num_steps=steps,
-    )
-    out: list[float] = []
-    gens = [torch.Generator().manual_seed(b) for b in range(videos)]
-    sample_video(model, sched, cfg, generators=gens, corrector=corrector, context=start,
-                 on_chunk=lambda chunk, **_: out.append(float(chunk.double().pow(2).mean())))  # fmt: skip
+    out, _ = roll_out_testbed(model, sched, SCALAR, corrector, stat=lambda chunk: float(chunk.double().pow(2).mean()),
+                             chunks=chunks, videos=videos, steps=steps, start_seed=0)  # fmt: skip
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["check_choice", "check_finite", "check_latents", "check_same_shape"]
+__all__ = ["check_choice", "check_finite", "check_latents", "check_same_shape", "scalar_noise_level"]
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
@@ -56,3 +56,10 @@ def check_same_shape(a: Tensor, b: Tensor, names: tuple[str, str] = ("x", "x0"))
         raise ValueError(
             f"{names[0]} {tuple(a.shape)} and {names[1]} {tuple(b.shape)} must have the same shape"
         )
+
+
+def scalar_noise_level(s: float | Tensor, who: str) -> float:
+    """A step's one noise level ``s`` as a float; ``ValueError`` naming ``who`` for per-token levels."""
+    if isinstance(s, Tensor) and s.numel() > 1:
+        raise ValueError(f"{who} needs one noise level per step (per-token noise levels are not supported)")
+    return float(s)

@@ -193,9 +193,7 @@ class ARLoop:
 
         ``x0`` and ``x`` are ``(B, C, F, H, W)`` (or ``(B, C, H, W)`` frames) whatever the loop's layout.
         """
-        if not self._open:
-            raise RuntimeError("call loop.start_chunk(k, context=...) before the chunk's first step")
-        self.steps += 1
+        self._count_step()
         return x0 if self.corrector is None else self.corrector(x0, x, step)
 
     @property
@@ -207,9 +205,7 @@ class ARLoop:
             return None
 
         def correct_output(v: Tensor, x: Tensor, step: StepInfo, **coefficients: Any) -> Tensor:
-            if not self._open:
-                raise RuntimeError("call loop.start_chunk(k, context=...) before the chunk's first step")
-            self.steps += 1
+            self._count_step()
             return fold(v, x, step, **coefficients)
 
         return correct_output
@@ -238,7 +234,11 @@ class ARLoop:
         return isinstance(self.corrector, ChunkAware)
 
     def _skip(self, x0: Tensor) -> Tensor:
+        self._count_step()
+        return x0
+
+    def _count_step(self) -> None:
+        """One step of the open chunk (every per-step entry point counts here)."""
         if not self._open:
             raise RuntimeError("call loop.start_chunk(k, context=...) before the chunk's first step")
         self.steps += 1
-        return x0

@@ -253,17 +253,25 @@ class _Tap:
         if v_new is not site.v and self.check_finite:
             check_finite(v_new, "corrected model output (are the model output and the sample finite?)")
         if observe:
-            self.emit(scheduler, site, v_new)
+            self.emit(scheduler, site, v_new, step5=step5, x5=x5)
         return v_new
 
-    def emit(self, scheduler: Any, site: _Site, v_new: Tensor) -> None:
-        """Tell the observer about one step."""
+    def emit(
+        self,
+        scheduler: Any,
+        site: _Site,
+        v_new: Tensor,
+        *,
+        step5: StepInfo | None = None,
+        x5: Tensor | None = None,
+    ) -> None:
+        """Tell the observer about one step (``step5``, ``x5``: the site's step and sample in ``(B, C, F, H, W)``
+        where the caller has them already)."""
         if self.observer is not None:
             layout = self.layout
-            step5 = _step_to_layout(site.step, layout)
-            self.observer(
-                TapEvent(step5, layout.to_bcfhw(site.x), scheduler, v_new is not site.v, site, v_new, layout)
-            )
+            step5 = _step_to_layout(site.step, layout) if step5 is None else step5
+            x5 = layout.to_bcfhw(site.x) if x5 is None else x5
+            self.observer(TapEvent(step5, x5, scheduler, v_new is not site.v, site, v_new, layout))
 
 
 def _to_layout(v: Scalar, layout: LatentLayout) -> Scalar:
@@ -364,10 +372,7 @@ def _vp_step_info(sched: Any, timestep: Any, prev_timestep: int) -> StepInfo:
     t = int(timestep)
     a_t = _abar(acp[t])
     a_prev = _abar(acp[prev_timestep]) if prev_timestep >= 0 else _abar(sched.final_alpha_cumprod)
-    run = acp[sched.timesteps.long().clamp(0, len(acp) - 1)].double().clamp(0.0, 1.0)
-    finite = run[run > 0]
-    a_min = float(finite.min()) if finite.numel() else 1.0
-    sigma_max = ((1 - a_min) / a_min) ** 0.5
+    sigma_max = _vp_sigma_max(sched)
     if a_t <= 0.0:
         s = 1.0
     else:
@@ -378,6 +383,21 @@ def _vp_step_info(sched: Any, timestep: Any, prev_timestep: int) -> StepInfo:
     return StepInfo(
         a_t**0.5, (1 - a_t) ** 0.5, a_prev**0.5, (1 - a_prev) ** 0.5, s, "vp", index, len(sched.timesteps)
     )
+
+
+def _vp_sigma_max(sched: Any) -> float:
+    """The largest finite sigma of the run's timesteps, computed once per ``set_timesteps`` (it depends on the
+    timesteps and alpha-bars only; a new ``timesteps`` tensor, as ``set_timesteps`` makes, recomputes it)."""
+    timesteps, acp = sched.timesteps, sched.alphas_cumprod
+    cached = sched.__dict__.get("_vidfix_sigma_max")
+    if cached is not None and cached[0] is timesteps and cached[1] is acp:
+        return cached[2]
+    run = acp[timesteps.to(acp.device).long().clamp(0, len(acp) - 1)]  # CUDA timesteps, CPU alpha-bars.double().clamp(0.0, 1.0)
+    finite = run[run > 0]
+    a_min = float(finite.min()) if finite.numel() else 1.0
+    sigma_max = ((1 - a_min) / a_min) ** 0.5
+    sched.__dict__["_vidfix_sigma_max"] = (timesteps, acp, sigma_max)
+    return sigma_max
 
 
 def _vp_coefficients(pred: str, alpha: float, beta: float) -> tuple[float, float] | None:
@@ -861,7 +881,7 @@ def tap(
 def untap(scheduler: Any) -> Any:
     """A plain copy of a (tapped) scheduler: same class and state, no tap."""
     new = copy.deepcopy(scheduler)
-    for key in ("_vidfix_tap", "_vidfix_converted", *_METHODS):
+    for key in ("_vidfix_tap", "_vidfix_converted", "_vidfix_sigma_max", *_METHODS):
         new.__dict__.pop(key, None)
     return new
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape
+from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape, scalar_noise_level
 from vidfix.bands import GROUPS, Dims, Group
 from vidfix.correctors._bandstats import BandMoments, band_moments, clamp_abs, rescale_bands
 from vidfix.protocols import StepInfo
@@ -107,11 +107,7 @@ class BandAnchor:
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
         check_latents(x0, "x0")
         check_same_shape(x, x0)
-        if isinstance(step.s, Tensor) and step.s.numel() > 1:
-            raise ValueError(
-                "BandAnchor needs one noise level per step (per-token noise levels are not supported)"
-            )
-        s = float(step.s)
+        s = scalar_noise_level(step.s, "BandAnchor")
         target = self._anchor
         if target is None or s > self.s_max or target.mean.shape != x0.shape[:2]:
             return x0

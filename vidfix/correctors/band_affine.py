@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape
+from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape, scalar_noise_level
 from vidfix.bands import GROUPS, Dims, Group, group_components
 from vidfix.protocols import StepInfo
 
@@ -118,11 +118,7 @@ class BandAffine:
         """The corrected data prediction (``x0`` itself where every coefficient is 0)."""
         check_latents(x0, "x0")
         check_same_shape(x, x0)
-        if isinstance(step.s, Tensor) and step.s.numel() > 1:
-            raise ValueError(
-                "BandAffine needs one noise level per step (per-token noise levels are not supported)"
-            )
-        s = float(step.s)
+        s = scalar_noise_level(step.s, "BandAffine")
         gains = {g: self._row(t, s, x0) for g, t in self.gain.items()}
         shifts = {g: self._row(t, s, x0) for g, t in self.shift.items()}
         off = self._row(self.offset, s, x0) if self.offset else None

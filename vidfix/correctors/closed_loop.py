@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape
+from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape, scalar_noise_level
 from vidfix.bands import GROUPS, Dims, Group
 from vidfix.correctors._bandstats import band_moments, clamp_abs, rescale_bands
 from vidfix.protocols import ChunkAware, Corrector, StepInfo
@@ -201,11 +201,7 @@ class ClosedLoop:
         check_latents(x0, "x0")
         check_same_shape(x, x0)
         out = self.base(x0, x, step) if self.base is not None else x0
-        if isinstance(step.s, Tensor) and step.s.numel() > 1:
-            raise ValueError(
-                "ClosedLoop needs one noise level per step (per-token noise levels are not supported)"
-            )
-        if float(step.s) > self.s_max or (not self._u and self._o is None):
+        if scalar_noise_level(step.s, "ClosedLoop") > self.s_max or (not self._u and self._o is None):
             return out
         _, comps = band_moments(out, dims=self.dims, level=self.level)
         B, C = out.shape[:2]

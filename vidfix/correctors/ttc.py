@@ -41,7 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape
+from vidfix._checks import check_choice, check_finite, check_latents, check_same_shape, scalar_noise_level
 from vidfix.protocols import Denoiser, StepInfo
 
 __all__ = ["TTC"]
@@ -137,9 +137,7 @@ class TTC:
     def __call__(self, x0: Tensor, x: Tensor, step: StepInfo) -> Tensor:
         check_latents(x0, "x0", ranks=(5,))
         check_same_shape(x, x0)
-        if isinstance(step.s, Tensor) and step.s.numel() > 1:
-            raise ValueError("TTC needs one noise level per step (per-token noise levels are not supported)")
-        s, alpha, beta = float(step.s), float(step.alpha), float(step.beta)
+        s, alpha, beta = scalar_noise_level(step.s, "TTC"), float(step.alpha), float(step.beta)
         if self._ref is None or s > self.s_max or beta <= 0.0 or self._ref.shape[0] != x0.shape[0]:
             return x0
         ref = self._ref.to(x0.device, x0.dtype)
