@@ -392,7 +392,8 @@ def _vp_sigma_max(sched: Any) -> float:
     cached = sched.__dict__.get("_vidfix_sigma_max")
     if cached is not None and cached[0] is timesteps and cached[1] is acp:
         return cached[2]
-    run = acp[timesteps.to(acp.device).long().clamp(0, len(acp) - 1)]  # CUDA timesteps, CPU alpha-bars.double().clamp(0.0, 1.0)
+    index = timesteps.to(acp.device).long().clamp(0, len(acp) - 1)  # timesteps may be on CUDA, alpha-bars on CPU
+    run = acp[index].double().clamp(0.0, 1.0)
     finite = run[run > 0]
     a_min = float(finite.min()) if finite.numel() else 1.0
     sigma_max = ((1 - a_min) / a_min) ** 0.5
