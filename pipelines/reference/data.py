@@ -76,7 +76,8 @@ class SpriteVideoConfig:
     def from_json(cls, data: Mapping[str, Any]) -> SpriteVideoConfig:
         """The config a JSON record holds (lists as tuples; keys it does not know are ignored)."""
         fields = set(cls.__dataclass_fields__)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        return cls(**kwargs)
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
